@@ -1,0 +1,54 @@
+# cifar10_tutorial: `make train`, `make eval` beside it, `make test`.
+# Every target sets up what it needs (a .venv with the pinned packages, data).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= data
+TRAIN_DIR ?= train_dirs/cifar10_train
+EVAL_DIR ?= train_dirs/cifar10_eval
+LOGDIR ?= train_dirs
+MAX_STEPS ?= 100000
+BATCH_SIZE ?= 128
+RUN_ONCE ?= 0
+CIFAR10_ARCHIVE ?=
+PORT ?= 6006
+TF_LOGS ?= 0
+# Extra flags for the program a target runs, e.g. ARGS="--log_frequency 100".
+ARGS ?=
+
+STAMP := $(VENV)/.installed-stamp
+TF_FLAGS := $(if $(filter 1,$(TF_LOGS)),--tf_logs)
+
+.PHONY: install data train eval tensorboard test clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+data: $(STAMP)
+	$(PY) -m cifar10_tutorial.cifar10_data --data_dir $(DATA_DIR) \
+	  $(if $(CIFAR10_ARCHIVE),--archive $(CIFAR10_ARCHIVE))
+
+train: data
+	$(PY) -m cifar10_tutorial.cifar10_train --data_dir $(DATA_DIR) \
+	  --train_dir $(TRAIN_DIR) --max_steps $(MAX_STEPS) \
+	  --batch_size $(BATCH_SIZE) $(TF_FLAGS) $(ARGS)
+
+eval: data
+	$(PY) -m cifar10_tutorial.cifar10_eval --data_dir $(DATA_DIR) \
+	  --checkpoint_dir $(TRAIN_DIR) --eval_dir $(EVAL_DIR) \
+	  --run_once=$(RUN_ONCE) $(TF_FLAGS) $(ARGS)
+
+tensorboard: $(STAMP)
+	@echo "TensorBoard for $(LOGDIR): http://127.0.0.1:$(PORT)/"
+	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host 127.0.0.1 --port $(PORT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV)

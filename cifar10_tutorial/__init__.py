@@ -1,0 +1,44 @@
+"""The classic TensorFlow CIFAR-10 tutorial, rebuilt for TensorFlow 2.21.
+
+Modules, in pipeline order: `cifar10_input` (records to batches), `cifar10`
+(network, loss, train op), `cifar10_train` and `cifar10_multi_gpu_train`
+(trainers), `cifar10_eval` (the evaluation loop), `cifar10_data` (getting the
+data). Run them with `python -m cifar10_tutorial.<module> --help`.
+"""
+import logging
+import os
+
+# TensorFlow's C++ INFO lines (oneDNN, CPU feature banners) are noise for a
+# tutorial; warnings and errors still show. Set TF_CPP_MIN_LOG_LEVEL=0 to see
+# everything. This has to happen before TensorFlow is first imported.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+# oneDNN kernels for convolutions, pooling and matrix products. TensorFlow
+# turns them on by itself only on some Intel CPUs; on the project's 2-core
+# AMD EPYC (AVX2) machines they train this network 1.7x faster than the
+# default Eigen kernels (905-986 vs 541-576 examples/sec, alternating runs).
+# Same math, different summation order. TF_ENABLE_ONEDNN_OPTS=0 turns them off.
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
+
+
+class _DropQueueDeprecations(logging.Filter):
+  """Hides TensorFlow's deprecation notices for the v1 APIs used on purpose.
+
+  This project teaches the queue-based input pipeline, which TensorFlow marks
+  deprecated; every other TensorFlow warning and error still reaches the user.
+  """
+
+  def filter(self, record):
+    return not (record.pathname.endswith('deprecation.py') or
+                'is deprecated and will be removed' in str(record.msg))
+
+
+def show_tensorflow_deprecations(show):
+  """Turns the deprecation notices for the queue API on or off."""
+  logger = logging.getLogger('tensorflow')
+  for f in [f for f in logger.filters if isinstance(f, _DropQueueDeprecations)]:
+    logger.removeFilter(f)
+  if not show:
+    logger.addFilter(_DropQueueDeprecations())
+
+
+show_tensorflow_deprecations(os.environ.get('CIFAR10_TF_DEPRECATIONS') == '1')

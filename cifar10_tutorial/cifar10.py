@@ -1,0 +1,187 @@
+"""The tutorial's network, its loss, and the op that trains it.
+
+Shared by both trainers and the eval loop:
+
+  model = inference(images)                    # logits + what the loss needs
+  total_loss, losses = loss(model, labels)
+  lr = learning_rate(global_step, examples_per_step, examples_per_epoch)
+  grads = gradient_descent(lr).compute_gradients(total_loss, model.variables)
+  train_op = apply_and_average(grads, global_step, lr, loss_averages_op)
+
+Variable names (`conv1/weights`, ..., `softmax_linear/biases`, and the shadow
+`<var>/ExponentialMovingAverage`) are the tutorial's, so checkpoints read the
+same. The code places no device: the caller's device scope decides.
+"""
+import collections
+
+import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial import defaults
+
+Model = collections.namedtuple(
+    'Model', ['logits', 'weight_losses', 'activations', 'variables'])
+
+
+class _Layers(object):
+  """Collects what each layer makes, so inference can return it."""
+
+  def __init__(self):
+    self.weight_losses, self.activations, self.variables = [], [], []
+
+  def variable(self, name, shape, stddev=None, bias=None, wd=0.0):
+    """A truncated-normal weight (with optional L2 decay) or a constant bias."""
+    if bias is None:
+      init = tf.truncated_normal_initializer(stddev=stddev)
+    else:
+      init = tf.constant_initializer(bias)
+    var = tf.get_variable(name, shape, tf.float32, initializer=init)
+    if wd:
+      # l2_loss is half the sum of squares, as in the tutorial.
+      self.weight_losses.append(tf.multiply(tf.nn.l2_loss(var), wd,
+                                            name='weight_loss'))
+    if var not in self.variables:
+      self.variables.append(var)
+    return var
+
+  def conv(self, name, inputs, out_depth, bias):
+    with tf.variable_scope(name) as scope:
+      kernel = self.variable('weights', [5, 5, inputs.shape[-1], out_depth],
+                             stddev=defaults.CONV_STDDEV)
+      biases = self.variable('biases', [out_depth], bias=bias)
+      conv = tf.nn.conv2d(inputs, kernel, [1, 1, 1, 1], padding='SAME')
+      return self._relu(tf.nn.bias_add(conv, biases), scope.name)
+
+  def dense(self, name, inputs, units, stddev, bias, wd, relu=True):
+    with tf.variable_scope(name) as scope:
+      weights = self.variable('weights', [inputs.shape[-1], units],
+                              stddev=stddev, wd=wd)
+      biases = self.variable('biases', [units], bias=bias)
+      out = tf.matmul(inputs, weights) + biases
+      if relu:
+        return self._relu(out, scope.name)
+      out = tf.identity(out, name=scope.name)
+      self.activations.append(out)
+      return out
+
+  def _relu(self, x, name):
+    out = tf.nn.relu(x, name=name)
+    self.activations.append(out)
+    return out
+
+
+def _pool(x, name):
+  return tf.nn.max_pool(x, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
+                        padding='SAME', name=name)
+
+
+def _lrn(x, name):
+  return tf.nn.lrn(x, defaults.LRN_DEPTH_RADIUS, bias=defaults.LRN_BIAS,
+                   alpha=defaults.LRN_ALPHA, beta=defaults.LRN_BETA, name=name)
+
+
+def inference(images):
+  """Builds the network on a batch of 24x24x3 images of any batch size.
+
+  Variables are created with get_variable, so a second call inside
+  `tf.variable_scope(..., reuse=True)` (the multi-GPU towers) shares them.
+  Returns a Model: logits [batch, 10] and the weight-decay losses, activations
+  and variables that the loss and summaries need.
+  """
+  layers = _Layers()
+  x = layers.conv('conv1', images, 64, bias=0.0)
+  x = _lrn(_pool(x, 'pool1'), 'norm1')
+  x = layers.conv('conv2', x, 64, bias=0.1)
+  x = _pool(_lrn(x, 'norm2'), 'pool2')
+  # 6 x 6 x 64 = 2,304 features; -1 keeps the batch size free.
+  x = tf.reshape(x, [-1, x.shape[1] * x.shape[2] * x.shape[3]])
+  x = layers.dense('local3', x, 384, defaults.LOCAL_STDDEV, bias=0.1,
+                   wd=defaults.LOCAL_WEIGHT_DECAY)
+  x = layers.dense('local4', x, 192, defaults.LOCAL_STDDEV, bias=0.1,
+                   wd=defaults.LOCAL_WEIGHT_DECAY)
+  # Linear logits: the softmax is inside the cross-entropy, for stability.
+  logits = layers.dense('softmax_linear', x, defaults.NUM_CLASSES,
+                        defaults.SOFTMAX_STDDEV, bias=0.0, wd=0.0, relu=False)
+  return Model(logits, layers.weight_losses, layers.activations,
+               layers.variables)
+
+
+def loss(model, labels):
+  """Returns (total_loss, losses): mean cross-entropy plus weight decay."""
+  cross_entropy = tf.reduce_mean(
+      tf.nn.sparse_softmax_cross_entropy_with_logits(
+          labels=tf.cast(labels, tf.int64), logits=model.logits),
+      name='cross_entropy')
+  losses = [cross_entropy] + list(model.weight_losses)
+  return tf.add_n(losses, name='total_loss'), losses
+
+
+def loss_averages(losses):
+  """Moving averages of the losses (`<loss>/avg`, decay 0.9) and summaries.
+
+  Returns (update op, summaries): each loss is shown raw and averaged, since
+  the raw per-batch value is noisy.
+  """
+  averages = tf.train.ExponentialMovingAverage(defaults.LOSS_AVERAGE_DECAY,
+                                               name='avg')
+  update = averages.apply(losses)
+  summaries = []
+  for l in losses:
+    summaries.append(tf.summary.scalar(l.op.name + '_raw', l))
+    summaries.append(tf.summary.scalar(l.op.name, averages.average(l)))
+  return update, summaries
+
+
+def learning_rate(global_step, examples_per_step, examples_per_epoch):
+  """0.1, times 0.1 every 350 epochs (staircase): 136,718 steps at batch 128."""
+  batches_per_epoch = examples_per_epoch / float(examples_per_step)
+  decay_steps = int(batches_per_epoch * defaults.NUM_EPOCHS_PER_DECAY)
+  return tf.train.exponential_decay(defaults.INITIAL_LEARNING_RATE,
+                                    global_step, decay_steps,
+                                    defaults.LEARNING_RATE_DECAY_FACTOR,
+                                    staircase=True, name='learning_rate')
+
+
+def gradient_descent(lr):
+  """The tutorial's optimizer: plain SGD, no momentum."""
+  return tf.train.GradientDescentOptimizer(lr)
+
+
+def moving_averages(global_step=None):
+  """The weight averages eval restores (decay 0.9999, step as num_updates)."""
+  return tf.train.ExponentialMovingAverage(defaults.MOVING_AVERAGE_DECAY,
+                                           global_step)
+
+
+def apply_and_average(grads_and_vars, global_step, lr, extra_updates=()):
+  """Applies the gradients, then updates the weights' moving averages.
+
+  Returns (train_op, summaries). `extra_updates` (the loss averages) run in
+  the same step. The averages read the weights after this step's update, and
+  the global step after its increment, as in the tutorial.
+  """
+  apply_op = gradient_descent(lr).apply_gradients(grads_and_vars, global_step)
+  with tf.control_dependencies([apply_op]):
+    average_op = moving_averages(global_step).apply(
+        [v for _, v in grads_and_vars])
+  train_op = tf.group(apply_op, average_op, *extra_updates, name='train')
+  summaries = [tf.summary.scalar('learning_rate', lr)]
+  for grad, var in grads_and_vars:
+    summaries.append(tf.summary.histogram(var.op.name, var))
+    summaries.append(tf.summary.histogram(var.op.name + '/gradients', grad))
+  return train_op, summaries
+
+
+def activation_summaries(model, images):
+  """Histograms and sparsity of each layer, and a few input images."""
+  summaries = [tf.summary.image('images', images, max_outputs=3)]
+  for x in model.activations:
+    summaries.append(tf.summary.histogram(x.op.name + '/activations', x))
+    summaries.append(tf.summary.scalar(x.op.name + '/sparsity',
+                                       tf.nn.zero_fraction(x)))
+  return summaries
+
+
+def restore_map(model_variables):
+  """Checkpoint names of the shadow weights -> the model's variables."""
+  averages = moving_averages()
+  return {averages.average_name(v): v for v in model_variables}

@@ -1,0 +1,195 @@
+"""Gets the CIFAR-10 binary batches into --data_dir (what `make data` runs).
+
+    python -m cifar10_tutorial.cifar10_data --data_dir data
+    python -m cifar10_tutorial.cifar10_data --archive ~/cifar-10-binary.tar.gz
+
+An existing `<data_dir>/cifar-10-batches-bin` is checked and used as it is.
+Otherwise the official `cifar-10-binary.tar.gz` is downloaded (with a
+progress display) and its md5 checked, or --archive names a local copy,
+which may legitimately have another md5 and is checked for structure
+instead: the six record files, each a whole number of 3,073-byte records
+with labels 0-9. Extraction goes to a temporary folder that is renamed into
+place only once it checks out, so an interrupted or bad extraction never
+leaves a half-written data set. A download that fails its md5 is removed.
+"""
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zlib
+
+from cifar10_tutorial import defaults
+from cifar10_tutorial import records
+
+log = logging.getLogger('cifar10_tutorial')
+DataError = records.DataError
+_ALL_FILES = defaults.TRAIN_FILES + defaults.TEST_FILES
+
+
+def md5sum(path):
+  digest = hashlib.md5()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+class _Progress(object):
+  """"downloading ... 45.2 / 170.1 MB (27%)": in place on a terminal, else
+  a plain line every 10%."""
+
+  def __init__(self, total, stream=sys.stderr):
+    self._total, self._stream = total, stream
+    self._tty = stream.isatty()
+    self._last_shown, self._last_decile = 0.0, -1
+
+  def update(self, done, final=False):
+    now = time.time()
+    pct = 100.0 * done / self._total if self._total else 0.0
+    text = 'downloading %.1f / %s MB (%s)' % (
+        done / 1e6, '%.1f' % (self._total / 1e6) if self._total else '?',
+        '%d%%' % pct if self._total else '...')
+    if self._tty:
+      if final or now - self._last_shown > 0.2:
+        self._stream.write('\r' + text + ('\n' if final else ''))
+        self._stream.flush()
+        self._last_shown = now
+    elif final or int(pct // 10) > self._last_decile:
+      self._last_decile = int(pct // 10)
+      self._stream.write(text + '\n')
+      self._stream.flush()
+
+
+def download(url, dest):
+  """Downloads url to dest via dest.part, so dest is only ever complete."""
+  part = dest + '.part'
+  try:
+    with urllib.request.urlopen(url, timeout=60) as response, \
+        open(part, 'wb') as out:
+      total = int(response.headers.get('Content-Length') or 0)
+      progress, done = _Progress(total), 0
+      for block in iter(lambda: response.read(1 << 16), b''):
+        out.write(block)
+        done += len(block)
+        progress.update(done)
+      progress.update(done, final=True)
+  except (urllib.error.URLError, OSError) as e:
+    if os.path.exists(part):
+      os.remove(part)
+    reason = getattr(e, 'reason', e)
+    raise DataError(
+        '%s: download failed (%s). If this machine is offline, fetch %s '
+        'elsewhere and run `make data CIFAR10_ARCHIVE=/path/to/%s`' %
+        (url, reason, defaults.ARCHIVE_NAME, defaults.ARCHIVE_NAME))
+  os.replace(part, dest)
+
+
+def extract(archive, data_dir):
+  """Extracts and checks the batches; renames them into place when good."""
+  target = os.path.join(data_dir, defaults.BATCHES_DIR)
+  tmp = tempfile.mkdtemp(prefix='.extracting-', dir=data_dir)
+  try:
+    try:
+      with tarfile.open(archive, 'r:*') as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and
+                   os.path.dirname(m.name) == defaults.BATCHES_DIR]
+        tar.extractall(tmp, members=members, filter='data')
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+      raise DataError('%s: expected a complete .tar.gz archive, found a '
+                      'corrupt or truncated one (%s)' % (archive, e))
+    folder = os.path.join(tmp, defaults.BATCHES_DIR)
+    missing = [n for n in _ALL_FILES
+               if not os.path.isfile(os.path.join(folder, n))]
+    if missing:
+      raise DataError('%s: expected %s/ with %s, found it without %s' %
+                      (archive, defaults.BATCHES_DIR, ', '.join(_ALL_FILES),
+                       ', '.join(missing)))
+    train, test = records.check_data_dir(folder)
+    os.rename(folder, target)
+    return train, test
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(data_dir):
+  """One preparer at a time: `make train` and `make eval` may start together."""
+  with open(os.path.join(data_dir, '.prepare.lock'), 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    yield
+
+
+def prepare(data_dir, archive=None, url=defaults.DATA_URL,
+            md5=defaults.ARCHIVE_MD5):
+  """Makes sure <data_dir>/cifar-10-batches-bin is there and sound."""
+  os.makedirs(data_dir, exist_ok=True)
+  with _locked(data_dir):
+    return _prepare(data_dir, archive, url, md5)
+
+
+def _prepare(data_dir, archive, url, md5):
+  target = os.path.join(data_dir, defaults.BATCHES_DIR)
+  if os.path.isdir(target):
+    train, test = records.check_data_dir(data_dir)
+    log.info('using %s (%d training, %d test records)', target, train, test)
+    return target
+  if archive:
+    if not os.path.isfile(archive):
+      raise DataError('%s: expected a cifar-10-binary.tar.gz archive, found '
+                      'no such file' % archive)
+    log.info('using the local archive %s (checking its structure, since a '
+             'local copy may differ from the official md5)', archive)
+  else:
+    archive = os.path.join(data_dir, defaults.ARCHIVE_NAME)
+    downloaded = not os.path.isfile(archive)
+    if downloaded:
+      log.info('downloading %s', url)
+      download(url, archive)
+    found = md5sum(archive)
+    if found != md5:
+      if downloaded:
+        os.remove(archive)
+      raise DataError(
+          '%s: expected md5 %s, found %s (%s)' %
+          (archive, md5, found, 'removed it; run `make data` again' if
+           downloaded else 'for a local copy, use CIFAR10_ARCHIVE=%s' %
+           archive))
+  train, test = extract(archive, data_dir)
+  log.info('extracted %s (%d training, %d test records)', target, train, test)
+  return target
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(
+      description=__doc__,
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p.add_argument('--data_dir', default='data',
+                 help='where cifar-10-batches-bin/ goes')
+  p.add_argument('--archive', default=os.environ.get('CIFAR10_ARCHIVE') or None,
+                 help='a local cifar-10-binary.tar.gz instead of downloading '
+                      '(also read from $CIFAR10_ARCHIVE)')
+  p.add_argument('--url', default=defaults.DATA_URL, help='where to download')
+  p.add_argument('--md5', default=defaults.ARCHIVE_MD5,
+                 help='expected md5 of the downloaded archive')
+  cfg = p.parse_args(sys.argv[1:] if argv is None else argv)
+  logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                      format='%(message)s')
+  try:
+    prepare(cfg.data_dir, cfg.archive, cfg.url, cfg.md5)
+  except DataError as e:
+    log.error('error: %s', e)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

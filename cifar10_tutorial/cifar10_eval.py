@@ -1,0 +1,172 @@
+"""Evaluates the trainer's checkpoints: top-1 accuracy on the test set.
+
+    python -m cifar10_tutorial.cifar10_eval --checkpoint_dir train_dirs/cifar10_train
+
+Restores the moving-average (shadow) weights of each checkpoint into the
+network, runs exactly one pass over the test images (exactly --num_examples
+of them, whatever the batch size), prints `step N: precision @ 1 = 0.xxx`
+and writes it as a summary to --eval_dir for TensorBoard. Without
+--run_once it keeps watching --checkpoint_dir, evaluating each new
+checkpoint once. It runs on the CPU by default, so it can run beside a
+trainer that holds the GPU.
+"""
+if __name__ == '__main__':
+  # Run as a program: hide TensorFlow's known C++ noise, before importing it.
+  from cifar10_tutorial import quiet
+  quiet.install()
+
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial import cifar10
+from cifar10_tutorial import cifar10_input
+from cifar10_tutorial import defaults
+from cifar10_tutorial import flags
+
+log = logging.getLogger('cifar10_tutorial')
+
+
+class EvalGraph(object):
+  """The eval network over one pass of the eval data, and its restorer."""
+
+  def __init__(self, cfg):
+    self.graph = tf.Graph()
+    with self.graph.as_default():
+      queue = cifar10_input.eval_queue(cfg.data_dir, cfg.batch_size,
+                                       eval_data=cfg.eval_data == 'test')
+      self.num_examples = cfg.num_examples or queue.num_records
+      if self.num_examples > queue.num_records:
+        raise cifar10_input.DataError(
+            '%s: --num_examples %d is more than the %d records there' %
+            (cfg.data_dir, self.num_examples, queue.num_records))
+      images, labels = queue.dequeue(cfg.batch_size)
+      model = cifar10.inference(images)
+      self.correct = tf.nn.in_top_k(model.logits, labels, 1)
+      self.saver = tf.train.Saver(cifar10.restore_map(model.variables))
+      self.init = tf.local_variables_initializer()   # the one-pass counter
+    self.graph.finalize()
+    if cfg.eval_device == 'cpu':
+      # No GPU at all: eval must not take memory from a trainer beside it.
+      self.config = tf.ConfigProto(device_count={'GPU': 0})
+    else:
+      self.config = tf.ConfigProto(allow_soft_placement=True)
+
+  def precision(self, checkpoint_path):
+    """Top-1 accuracy of the checkpoint's shadow weights on num_examples."""
+    with tf.Session(graph=self.graph, config=self.config) as sess:
+      sess.run(self.init)
+      self.saver.restore(sess, checkpoint_path)
+      coord = tf.train.Coordinator()
+      threads = tf.train.start_queue_runners(sess, coord)
+      true_count = counted = 0
+      try:
+        while counted < self.num_examples:
+          correct = sess.run(self.correct)
+          # The last batch may overshoot --num_examples: count only up to it.
+          correct = correct[:self.num_examples - counted]
+          true_count += int(np.sum(correct))
+          counted += len(correct)
+      except tf.errors.OutOfRangeError:
+        pass
+      finally:
+        coord.request_stop()
+        coord.join(threads, stop_grace_period_secs=10)
+    if counted != self.num_examples:
+      raise cifar10_input.DataError('expected %d eval examples, read %d' %
+                                    (self.num_examples, counted))
+    return true_count / float(counted)
+
+
+def checkpoints(checkpoint_dir):
+  """[(step, path)] of the checkpoints listed in checkpoint_dir, oldest first."""
+  state = tf.train.get_checkpoint_state(checkpoint_dir)
+  if not state:
+    return []
+  found = []
+  for path in state.all_model_checkpoint_paths:
+    if not os.path.isabs(path):
+      path = os.path.join(checkpoint_dir, path)
+    found.append((int(path.rsplit('-', 1)[1]), path))
+  return sorted(found)
+
+
+def evaluate(cfg):
+  """Evaluates checkpoints: the latest once with --run_once, else each new one.
+
+  Returns {step: precision} of what it evaluated.
+  """
+  graph = EvalGraph(cfg)
+  with graph.graph.as_default():   # the v1 writer refuses eager mode
+    writer = tf.summary.FileWriter(cfg.eval_dir)
+  results = {}
+  waiting = False
+  try:
+    while True:
+      todo = [c for c in checkpoints(cfg.checkpoint_dir) if c[0] not in results]
+      if cfg.run_once:
+        todo = todo[-1:]
+      if not todo and not waiting:
+        log.info('waiting for a new checkpoint in %s (every %d s)',
+                 cfg.checkpoint_dir, cfg.eval_interval_secs)
+      waiting = not todo
+      for step, path in todo:
+        started = time.time()
+        precision = graph.precision(path)
+        results[step] = precision
+        log.info('step %d: precision @ 1 = %.3f (%d examples, %.1f s)', step,
+                 precision, graph.num_examples, time.time() - started)
+        writer.add_summary(tf.Summary(value=[tf.Summary.Value(
+            tag='Precision @ 1', simple_value=precision)]), step)
+        writer.flush()
+      if cfg.run_once:
+        if not results:
+          log.error('error: no checkpoint in %s', cfg.checkpoint_dir)
+        return results
+      time.sleep(cfg.eval_interval_secs)
+  finally:
+    writer.close()
+
+
+def parse_args(argv):
+  p = flags.parser(__doc__)
+  flags.add_data_dir(p)
+  p.add_argument('--checkpoint_dir', default='train_dirs/cifar10_train',
+                 help='the trainer\'s --train_dir, where checkpoints appear')
+  p.add_argument('--eval_dir', default='train_dirs/cifar10_eval',
+                 help='where the precision summaries go')
+  p.add_argument('--eval_data', choices=['test', 'train_eval'], default='test',
+                 help='evaluate on the test set or the training set')
+  p.add_argument('--num_examples', type=flags.positive_int, default=None,
+                 help='examples to evaluate (default: all of them, 10,000 '
+                      'for the test set)')
+  p.add_argument('--batch_size', type=flags.positive_int,
+                 default=defaults.BATCH_SIZE, help='eval batch size')
+  p.add_argument('--eval_interval_secs', type=flags.positive_int,
+                 default=defaults.EVAL_INTERVAL_SECS,
+                 help='seconds between looks for new checkpoints')
+  flags.add_bool(p, 'run_once', False,
+                 'evaluate the latest checkpoint once and exit')
+  p.add_argument('--eval_device', choices=['cpu', 'gpu'], default='cpu',
+                 help='cpu keeps eval off the GPU a trainer is using')
+  flags.add_common_flags(p)
+  return p.parse_args(argv)
+
+
+def main(argv=None):
+  cfg = parse_args(sys.argv[1:] if argv is None else argv)
+  flags.setup_logging(cfg)
+  try:
+    results = evaluate(cfg)
+  except cifar10_input.DataError as e:
+    log.error('error: %s', e)
+    return 1
+  return 0 if results else 1
+
+
+if __name__ == '__main__':
+  sys.exit(main())

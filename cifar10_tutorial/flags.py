@@ -1,0 +1,110 @@
+"""Command-line flags shared by the entry points, parsed in main() only.
+
+Flags keep the tutorial's names (`--data_dir`, `--train_dir`, `--max_steps`,
+...). Booleans are real booleans: `--run_once`, `--run_once=true` and
+`--run_once false` all mean what they say, and `--run_once maybe` is an
+error. Unknown flags and bad values exit with one line and status 2.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+
+import cifar10_tutorial
+from cifar10_tutorial import defaults
+
+_TRUE = ('1', 'true', 't', 'yes', 'y', 'on')
+_FALSE = ('0', 'false', 'f', 'no', 'n', 'off')
+
+
+def boolean(text):
+  value = str(text).strip().lower()
+  if value in _TRUE:
+    return True
+  if value in _FALSE:
+    return False
+  raise argparse.ArgumentTypeError('expected true or false, found %r' % text)
+
+
+def positive_int(text):
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError('expected a whole number, found %r' % text)
+  if value <= 0:
+    raise argparse.ArgumentTypeError('expected a number above 0, found %d'
+                                     % value)
+  return value
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter,
+                 argparse.RawDescriptionHelpFormatter):
+  pass
+
+
+def parser(doc):
+  """An ArgumentParser whose --help shows the module doc and every default."""
+  return argparse.ArgumentParser(description=doc, formatter_class=_Formatter)
+
+
+def add_bool(p, name, default, help_text):
+  p.add_argument('--' + name, type=boolean, nargs='?', const=True,
+                 default=default, metavar='BOOL', help=help_text)
+
+
+def add_data_dir(p):
+  p.add_argument('--data_dir', default='data',
+                 help='folder holding cifar-10-batches-bin/ (the tutorial\'s '
+                      'meaning), or that folder itself')
+
+
+def add_training_flags(p):
+  """The flags both trainers share, with the tutorial's defaults."""
+  add_data_dir(p)
+  p.add_argument('--train_dir', default='train_dirs/cifar10_train',
+                 help='where checkpoints and summaries go; an existing run '
+                      'there is resumed, never deleted')
+  p.add_argument('--max_steps', type=positive_int, default=defaults.MAX_STEPS,
+                 help='global step at which training stops')
+  p.add_argument('--batch_size', type=positive_int,
+                 default=defaults.BATCH_SIZE, help='examples per step '
+                 '(per tower, for the multi-GPU trainer)')
+  p.add_argument('--log_frequency', type=positive_int,
+                 default=defaults.LOG_FREQUENCY,
+                 help='steps between progress lines')
+  p.add_argument('--input_threads', type=positive_int,
+                 default=defaults.INPUT_THREADS,
+                 help='preprocessing threads filling the example queue '
+                      '(the tutorial: one per CPU)')
+  add_bool(p, 'log_device_placement', False,
+           'log the device every op runs on')
+  add_common_flags(p)
+
+
+def add_common_flags(p):
+  add_bool(p, 'tf_logs', False,
+           'show TensorFlow\'s own C++ logs and deprecation warnings')
+
+
+def setup_logging(cfg):
+  """Our progress lines on stdout; TensorFlow's own chatter only if asked."""
+  logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                      format='%(asctime)s %(message)s', datefmt='%H:%M:%S')
+  tf_logger = logging.getLogger('tensorflow')
+  # TensorFlow's logger prints through its own handler: not through ours too.
+  tf_logger.propagate = False
+  tf_logger.setLevel(logging.INFO if cfg.tf_logs else logging.WARNING)
+  cifar10_tutorial.show_tensorflow_deprecations(cfg.tf_logs)
+
+
+def write_config(directory, name, config):
+  """Writes the resolved flags as JSON, atomically, into `directory`."""
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, name)
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(config, f, indent=2, sort_keys=True)
+    f.write('\n')
+  os.replace(tmp, path)
+  return path

@@ -1,0 +1,89 @@
+"""Keeps TensorFlow's known start-up and shutdown noise off the terminal.
+
+TensorFlow 2.21 writes some lines from C++ straight to the stderr file
+descriptor, whatever TF_CPP_MIN_LOG_LEVEL says: absl's "before
+InitializeLog" banner, INFO lines (CPU features, "could not find cuda
+drivers"), a cuInit error on machines that have no NVIDIA driver at all, and
+one "Local rendezvous is aborting with status: CANCELLED" warning per input
+thread whenever a queue is closed at the end of a run.
+
+`install()` routes file descriptor 2 through a filter that drops exactly
+those lines and passes everything else through unchanged. The filter runs in
+a forked child process, so lines written just before a crash are still
+delivered. Entry points call it before importing TensorFlow; `--tf_logs` on
+the command line (or CIFAR10_TF_LOGS=1) turns it off.
+"""
+import atexit
+import os
+import re
+import signal
+import sys
+
+_NOISE = [
+    re.compile(rb'^WARNING: All log messages before absl::InitializeLog\(\)'),
+    re.compile(rb'^I\d{4} '),   # C++ INFO lines: never an error
+    re.compile(rb'^W\d{4} .*local_rendezvous\.cc:\d+\] Local rendezvous is '
+               rb'aborting with status: CANCELLED'),
+]
+_NO_GPU_NOISE = re.compile(rb'^E\d{4} .*cuda_platform\.cc:\d+\] failed call '
+                           rb'to cuInit')
+_OP_CONTEXT = re.compile(rb'^\s+\[\[\{\{node .*\}\}\]\]$')  # the dropped
+                                                            # line's op name
+
+
+def _has_nvidia_driver():
+  return os.path.exists('/proc/driver/nvidia') or os.path.exists(
+      '/dev/nvidiactl')
+
+
+def _filter(read_fd, write_fd, drop_cuinit):
+  signal.signal(signal.SIGINT, signal.SIG_IGN)    # the parent handles these;
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)   # we stop at end of input
+  dropped_last = False
+  with os.fdopen(read_fd, 'rb') as lines:
+    for line in lines:
+      body = line.rstrip(b'\n')
+      drop = (any(p.match(body) for p in _NOISE) or
+              (drop_cuinit and _NO_GPU_NOISE.match(body)) or
+              (dropped_last and _OP_CONTEXT.match(body)))
+      dropped_last = bool(drop)
+      if not drop:
+        os.write(write_fd, line)
+
+
+def wanted(argv):
+  return not (os.environ.get('CIFAR10_TF_LOGS') == '1' or
+              any(a == '--tf_logs' or a.startswith('--tf_logs=') and
+                  a.split('=', 1)[1].lower() in ('1', 'true', 'yes', 't', 'y')
+                  for a in argv))
+
+
+def install(argv=None):
+  """Filters fd 2 for the rest of this process (a no-op if asked not to)."""
+  if not wanted(sys.argv[1:] if argv is None else argv):
+    return
+  sys.stderr.flush()
+  read_fd, write_fd = os.pipe()
+  original = os.dup(2)
+  pid = os.fork()
+  if pid == 0:  # the filter: reads until every writer is gone, then exits
+    os.close(write_fd)
+    try:
+      _filter(read_fd, original, drop_cuinit=not _has_nvidia_driver())
+    finally:
+      os._exit(0)
+  os.close(read_fd)
+  os.dup2(write_fd, 2)
+  os.close(write_fd)
+
+  def restore():
+    # Hand fd 2 back and let the filter finish writing what it has, so its
+    # last lines come before the shell prompt.
+    try:
+      sys.stderr.flush()
+    except (OSError, ValueError):
+      pass
+    os.dup2(original, 2)
+    os.waitpid(pid, 0)
+
+  atexit.register(restore)

@@ -1,0 +1,69 @@
+"""Tiny CIFAR-10 record files written by the tests, and shared runs."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cifar10_tutorial import defaults
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def record_bytes(images, labels):
+  """Official layout: a label byte, then red, green, blue planes (row-major)."""
+  planes = images.transpose(0, 3, 1, 2).reshape(len(labels), -1)
+  return np.concatenate([np.asarray(labels, np.uint8)[:, None], planes],
+                        axis=1).astype(np.uint8).tobytes()
+
+
+def random_examples(n, seed):
+  rng = np.random.RandomState(seed)
+  images = rng.randint(0, 256, size=(n, 32, 32, 3)).astype(np.uint8)
+  labels = rng.randint(0, defaults.NUM_CLASSES, size=n).astype(np.uint8)
+  return images, labels
+
+
+def write_data(data_dir, train_per_file=16, test_records=30, seed=0):
+  """Writes data_dir/cifar-10-batches-bin; returns (train, test) arrays."""
+  folder = os.path.join(str(data_dir), defaults.BATCHES_DIR)
+  os.makedirs(folder, exist_ok=True)
+  train = random_examples(train_per_file * 5, seed)
+  for i, name in enumerate(defaults.TRAIN_FILES):
+    part = slice(i * train_per_file, (i + 1) * train_per_file)
+    with open(os.path.join(folder, name), 'wb') as f:
+      f.write(record_bytes(train[0][part], train[1][part]))
+  test = random_examples(test_records, seed + 1)
+  with open(os.path.join(folder, defaults.TEST_FILES[0]), 'wb') as f:
+    f.write(record_bytes(*test))
+  return train, test
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+  data_dir = tmp_path / 'data'
+  train, test = write_data(data_dir)
+  return str(data_dir), train, test
+
+
+def run_module(module, *args, timeout=120, **kwargs):
+  """Runs `python -m cifar10_tutorial.<module> args` as a user would."""
+  return subprocess.run(
+      [sys.executable, '-m', 'cifar10_tutorial.' + module] + list(args),
+      cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope='session')
+def trained_run(tmp_path_factory):
+  """A 6-step training run on tiny data, made once through the CLI."""
+  base = tmp_path_factory.mktemp('run')
+  data_dir = str(base / 'data')
+  train, test = write_data(data_dir)
+  train_dir = str(base / 'train')
+  result = run_module('cifar10_train', '--data_dir', data_dir, '--train_dir',
+                      train_dir, '--max_steps', '6', '--batch_size', '8',
+                      '--log_frequency', '2')
+  assert result.returncode == 0, result.stdout + result.stderr
+  return dict(data_dir=data_dir, train_dir=train_dir, result=result,
+              train=train, test=test)
