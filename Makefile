@@ -20,7 +20,7 @@ ARGS ?=
 STAMP := $(VENV)/.installed-stamp
 TF_FLAGS := $(if $(filter 1,$(TF_LOGS)),--tf_logs)
 
-.PHONY: install data train eval tensorboard test clean
+.PHONY: install data train eval tensorboard test bench clean
 
 install: $(STAMP)
 
@@ -46,6 +46,9 @@ eval: data
 tensorboard: $(STAMP)
 	@echo "TensorBoard for $(LOGDIR): http://127.0.0.1:$(PORT)/"
 	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host 127.0.0.1 --port $(PORT)
+
+bench: data
+	$(PY) -m cifar10_tutorial.bench --data_dir $(DATA_DIR) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

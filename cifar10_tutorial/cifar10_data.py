@@ -44,29 +44,31 @@ def md5sum(path):
 
 
 class _Progress(object):
-  """"downloading ... 45.2 / 170.1 MB (27%)": in place on a terminal, else
-  a plain line every 10%."""
+  """"downloading 45.2 / 170.1 MB (27%)": in place on a terminal, else a
+  plain line at each 10% (and at the end)."""
 
-  def __init__(self, total, stream=sys.stderr):
-    self._total, self._stream = total, stream
-    self._tty = stream.isatty()
+  def __init__(self, total, stream=None):
+    self._total, self._stream = total, stream or sys.stderr
+    self._tty = self._stream.isatty()
     self._last_shown, self._last_decile = 0.0, -1
 
   def update(self, done, final=False):
-    now = time.time()
-    pct = 100.0 * done / self._total if self._total else 0.0
+    pct = int(100 * done / self._total) if self._total else 0
     text = 'downloading %.1f / %s MB (%s)' % (
         done / 1e6, '%.1f' % (self._total / 1e6) if self._total else '?',
         '%d%%' % pct if self._total else '...')
     if self._tty:
-      if final or now - self._last_shown > 0.2:
-        self._stream.write('\r' + text + ('\n' if final else ''))
-        self._stream.flush()
-        self._last_shown = now
-    elif final or int(pct // 10) > self._last_decile:
-      self._last_decile = int(pct // 10)
+      if not final and time.time() - self._last_shown < 0.2:
+        return
+      self._stream.write('\r' + text + ('\n' if final else ''))
+      self._last_shown = time.time()
+    else:
+      decile = 10 if final else pct // 10
+      if decile <= self._last_decile:
+        return
       self._stream.write(text + '\n')
-      self._stream.flush()
+      self._last_decile = decile
+    self._stream.flush()
 
 
 def download(url, dest):

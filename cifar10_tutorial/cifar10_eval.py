@@ -16,7 +16,6 @@ if __name__ == '__main__':
   quiet.install()
 
 import logging
-import os
 import sys
 import time
 
@@ -87,12 +86,9 @@ def checkpoints(checkpoint_dir):
   state = tf.train.get_checkpoint_state(checkpoint_dir)
   if not state:
     return []
-  found = []
-  for path in state.all_model_checkpoint_paths:
-    if not os.path.isabs(path):
-      path = os.path.join(checkpoint_dir, path)
-    found.append((int(path.rsplit('-', 1)[1]), path))
-  return sorted(found)
+  # get_checkpoint_state has already made relative paths relative to us.
+  return sorted((int(path.rsplit('-', 1)[1]), path)
+                for path in state.all_model_checkpoint_paths)
 
 
 def evaluate(cfg):

@@ -13,6 +13,7 @@ if __name__ == '__main__':
   from cifar10_tutorial import quiet
   quiet.install()
 
+import collections
 import logging
 import sys
 import time
@@ -139,25 +140,38 @@ def run(train_op, total_loss, global_step, summaries, examples_per_step, cfg,
   return progress.step
 
 
+TrainGraph = collections.namedtuple(
+    'TrainGraph', ['train_op', 'total_loss', 'global_step', 'summaries',
+                   'examples_per_step'])
+
+
+def build_graph(cfg):
+  """The single-device training graph, in the current default graph."""
+  global_step = tf.train.get_or_create_global_step()
+  queue = cifar10_input.train_queue(cfg.data_dir, cfg.batch_size,
+                                    cfg.input_threads)
+  images, labels = queue.dequeue(cfg.batch_size)
+  model = cifar10.inference(images)
+  total_loss, losses = cifar10.loss(model, labels)
+  lr = cifar10.learning_rate(global_step, cfg.batch_size, queue.num_records)
+  loss_update, summaries = cifar10.loss_averages(losses + [total_loss])
+  grads = cifar10.gradient_descent(lr).compute_gradients(total_loss,
+                                                         model.variables)
+  train_op, more = cifar10.apply_and_average(grads, global_step, lr,
+                                             [loss_update])
+  summaries += more + cifar10.activation_summaries(model, images)
+  summaries.append(queue.fill_summary())
+  return TrainGraph(train_op, total_loss, global_step, summaries,
+                    cfg.batch_size)
+
+
 def train(cfg):
   """Builds the single-device graph and trains it. Returns the final step."""
   with tf.Graph().as_default():
-    global_step = tf.train.get_or_create_global_step()
-    queue = cifar10_input.train_queue(cfg.data_dir, cfg.batch_size,
-                                      cfg.input_threads)
-    images, labels = queue.dequeue(cfg.batch_size)
-    model = cifar10.inference(images)
-    total_loss, losses = cifar10.loss(model, labels)
-    lr = cifar10.learning_rate(global_step, cfg.batch_size, queue.num_records)
-    loss_update, summaries = cifar10.loss_averages(losses + [total_loss])
-    grads = cifar10.gradient_descent(lr).compute_gradients(total_loss,
-                                                           model.variables)
-    train_op, more = cifar10.apply_and_average(grads, global_step, lr,
-                                               [loss_update])
-    summaries += more + cifar10.activation_summaries(model, images)
-    summaries.append(queue.fill_summary())
-    return run(train_op, total_loss, global_step, summaries, cfg.batch_size,
-               cfg, save_checkpoint_secs=defaults.SAVE_CHECKPOINT_SECS)
+    g = build_graph(cfg)
+    return run(g.train_op, g.total_loss, g.global_step, g.summaries,
+               g.examples_per_step, cfg,
+               save_checkpoint_secs=defaults.SAVE_CHECKPOINT_SECS)
 
 
 def parse_args(argv):

@@ -47,11 +47,12 @@ def tiny_data(tmp_path):
   return str(data_dir), train, test
 
 
-def run_module(module, *args, timeout=120, **kwargs):
+def run_module(module, *args, timeout=120, cwd=ROOT):
   """Runs `python -m cifar10_tutorial.<module> args` as a user would."""
+  env = dict(os.environ, PYTHONPATH=ROOT)
   return subprocess.run(
       [sys.executable, '-m', 'cifar10_tutorial.' + module] + list(args),
-      cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kwargs)
+      cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope='session')
@@ -67,3 +68,42 @@ def trained_run(tmp_path_factory):
   assert result.returncode == 0, result.stdout + result.stderr
   return dict(data_dir=data_dir, train_dir=train_dir, result=result,
               train=train, test=test)
+
+
+class Running(object):
+  """A CLI run in the background whose output lines can be waited for."""
+
+  def __init__(self, module, *args):
+    import threading
+    self.proc = subprocess.Popen(
+        [sys.executable, '-m', 'cifar10_tutorial.' + module] + list(args),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    self.lines = []
+    self._reader = threading.Thread(target=self._read, daemon=True)
+    self._reader.start()
+
+  def _read(self):
+    for line in self.proc.stdout:
+      self.lines.append(line)
+
+  @property
+  def output(self):
+    return ''.join(self.lines)
+
+  def wait_for(self, text, timeout=60):
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+      if text in self.output:
+        return
+      if self.proc.poll() is not None and not self._reader.is_alive():
+        break
+      time.sleep(0.1)
+    raise AssertionError('no %r within %ds in:\n%s' % (text, timeout,
+                                                        self.output))
+
+  def stop(self):
+    if self.proc.poll() is None:
+      self.proc.terminate()
+    self.proc.wait(timeout=30)
+    self._reader.join(timeout=5)

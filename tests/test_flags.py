@@ -1,0 +1,40 @@
+"""Flags parse as a user means them; bad ones fail with one clear line."""
+import pytest
+
+from cifar10_tutorial import cifar10_eval
+from cifar10_tutorial import cifar10_train
+
+
+@pytest.mark.parametrize('args, expected', [
+    ([], False), (['--run_once'], True), (['--run_once=False'], False),
+    (['--run_once', 'false'], False), (['--run_once=1'], True),
+    (['--run_once=0'], False),
+])
+def test_booleans_mean_what_they_say(args, expected):
+  assert cifar10_eval.parse_args(args).run_once is expected
+
+
+def test_training_defaults_are_the_tutorials():
+  cfg = cifar10_train.parse_args([])
+  assert (cfg.batch_size, cfg.log_frequency, cfg.data_dir) == (128, 10, 'data')
+  assert cfg.log_device_placement is False
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--run_once=maybe'], "expected true or false, found 'maybe'"),
+    (['--batch_size', '0'], 'expected a number above 0, found 0'),
+    (['--batch_size', '-3'], 'expected a number above 0, found -3'),
+    (['--num_examples', 'ten'], "expected a whole number, found 'ten'"),
+    (['--no_such_flag'], 'unrecognized arguments: --no_such_flag'),
+])
+def test_bad_flags_exit_with_one_clear_line(args, message, capsys):
+  with pytest.raises(SystemExit) as e:
+    cifar10_eval.parse_args(args)
+  assert e.value.code == 2
+  assert message in capsys.readouterr().err
+
+
+def test_max_steps_must_be_positive(capsys):
+  with pytest.raises(SystemExit):
+    cifar10_train.parse_args(['--max_steps', '0'])
+  assert 'expected a number above 0' in capsys.readouterr().err
