@@ -11,6 +11,7 @@ LOGDIR ?= train_dirs
 MAX_STEPS ?= 100000
 BATCH_SIZE ?= 128
 RUN_ONCE ?= 0
+NUM_GPUS ?= 2
 CIFAR10_ARCHIVE ?=
 PORT ?= 6006
 TF_LOGS ?= 0
@@ -20,7 +21,7 @@ ARGS ?=
 STAMP := $(VENV)/.installed-stamp
 TF_FLAGS := $(if $(filter 1,$(TF_LOGS)),--tf_logs)
 
-.PHONY: install data train eval tensorboard test bench clean
+.PHONY: install data train train-multigpu eval tensorboard test bench clean
 
 install: $(STAMP)
 
@@ -37,6 +38,13 @@ train: data
 	$(PY) -m cifar10_tutorial.cifar10_train --data_dir $(DATA_DIR) \
 	  --train_dir $(TRAIN_DIR) --max_steps $(MAX_STEPS) \
 	  --batch_size $(BATCH_SIZE) $(TF_FLAGS) $(ARGS)
+
+# Towers on the GPUs; with no GPU, on virtual CPU devices (said in the log).
+train-multigpu: data
+	$(PY) -m cifar10_tutorial.cifar10_multi_gpu_train --data_dir $(DATA_DIR) \
+	  --train_dir $(TRAIN_DIR) --max_steps $(MAX_STEPS) \
+	  --batch_size $(BATCH_SIZE) --num_gpus $(NUM_GPUS) --tower_device auto \
+	  $(TF_FLAGS) $(ARGS)
 
 eval: data
 	$(PY) -m cifar10_tutorial.cifar10_eval --data_dir $(DATA_DIR) \

@@ -14,6 +14,8 @@ Configurations:
   tutorial  the tutorial's settings: TensorFlow's default kernels, per-example
             input, one preprocessing thread per CPU
   default   this project's defaults (oneDNN kernels)
+  towers2   the multi-GPU trainer's graph, 2 towers (on virtual CPU devices
+            where there is no GPU); examples/sec counts both towers
 
 Uses the real data in --data_dir when it is there, else synthetic records
 (said in the output). A benchmark, not a test: nothing here passes or fails.
@@ -33,8 +35,9 @@ from cifar10_tutorial import defaults
 from cifar10_tutorial import records
 
 CONFIGS = {
-    'tutorial': {'env': {'TF_ENABLE_ONEDNN_OPTS': '0'}, 'flags': []},
-    'default': {'env': {}, 'flags': []},
+    'tutorial': {'env': {'TF_ENABLE_ONEDNN_OPTS': '0'}, 'towers': 1},
+    'default': {'env': {}, 'towers': 1},
+    'towers2': {'env': {}, 'towers': 2},
 }
 
 
@@ -43,13 +46,20 @@ def _worker(cfg_name, data_dir, steps, warmup, batch_size):
   from cifar10_tutorial import quiet
   quiet.install([])
   import tensorflow.compat.v1 as tf
+  from cifar10_tutorial import cifar10_multi_gpu_train as multi
   from cifar10_tutorial import cifar10_train
 
-  cfg = cifar10_train.parse_args(['--data_dir', data_dir, '--batch_size',
-                                  str(batch_size)] + CONFIGS[cfg_name]['flags'])
+  towers = CONFIGS[cfg_name]['towers']
+  cfg = multi.parse_args(['--data_dir', data_dir, '--batch_size',
+                          str(batch_size), '--num_gpus', str(towers)])
+  devices, cpus = multi.tower_devices(towers, 'auto')
   with tf.Graph().as_default():
-    graph = cifar10_train.build_graph(cfg)
-    with tf.Session(config=tf.ConfigProto(allow_soft_placement=True)) as sess:
+    if towers == 1:
+      graph = cifar10_train.build_graph(cfg)
+    else:
+      graph = multi.build_graph(cfg, devices)
+    config = cifar10_train.session_config(cfg, device_count={'CPU': cpus})
+    with tf.Session(config=config) as sess:
       sess.run([tf.global_variables_initializer(),
                 tf.local_variables_initializer()])
       coord = tf.train.Coordinator()
@@ -105,7 +115,7 @@ def main(argv=None):
   p = argparse.ArgumentParser(
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--data_dir', default='data')
-  p.add_argument('--configs', default='tutorial,default',
+  p.add_argument('--configs', default='tutorial,default,towers2',
                  help='comma-separated, from: ' + ', '.join(CONFIGS))
   p.add_argument('--steps', type=int, default=200, help='timed steps')
   p.add_argument('--warmup', type=int, default=30, help='untimed steps first')

@@ -39,8 +39,7 @@ class _Layers(object):
       # l2_loss is half the sum of squares, as in the tutorial.
       self.weight_losses.append(tf.multiply(tf.nn.l2_loss(var), wd,
                                             name='weight_loss'))
-    if var not in self.variables:
-      self.variables.append(var)
+    self.variables.append(var)
     return var
 
   def conv(self, name, inputs, out_depth, bias):
@@ -123,7 +122,15 @@ def loss_averages(losses):
   """
   averages = tf.train.ExponentialMovingAverage(defaults.LOSS_AVERAGE_DECAY,
                                                name='avg')
+  before = set(tf.global_variables())
   update = averages.apply(losses)
+  # The averages only smooth the summaries: make them local variables, so
+  # they stay out of checkpoints (they differ per tower) and both trainers
+  # save exactly the same state and can resume each other's runs.
+  graph = tf.get_default_graph()
+  for var in set(tf.global_variables()) - before:
+    graph.get_collection_ref(tf.GraphKeys.GLOBAL_VARIABLES).remove(var)
+    graph.add_to_collection(tf.GraphKeys.LOCAL_VARIABLES, var)
   summaries = []
   for l in losses:
     summaries.append(tf.summary.scalar(l.op.name + '_raw', l))

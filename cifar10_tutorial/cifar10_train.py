@@ -98,11 +98,19 @@ def checkpoint_step(train_dir):
   return path, int(tf.train.load_variable(path, 'global_step'))
 
 
+def session_config(cfg, **kwargs):
+  """Soft placement (ops without a GPU kernel fall back to the CPU)."""
+  return tf.ConfigProto(allow_soft_placement=True,
+                        log_device_placement=cfg.log_device_placement,
+                        **kwargs)
+
+
 def run(train_op, total_loss, global_step, summaries, examples_per_step, cfg,
-        save_checkpoint_secs=None, save_checkpoint_steps=None):
+        save_checkpoint_secs=None, save_checkpoint_steps=None, config=None):
   """The training loop: resumes, trains to cfg.max_steps, checkpoints.
 
-  Both trainers build their graph and call this. Returns the final step.
+  Both trainers build their graph and call this; `examples_per_step` is what
+  one step trains on (batch size x towers). Returns the final step.
   """
   path, step = checkpoint_step(cfg.train_dir)
   if step >= cfg.max_steps:
@@ -122,8 +130,20 @@ def run(train_op, total_loss, global_step, summaries, examples_per_step, cfg,
       cfg.train_dir, save_secs=save_checkpoint_secs,
       save_steps=save_checkpoint_steps, scaffold=scaffold,
       listeners=[_SaveLogger()])
-  config = tf.ConfigProto(allow_soft_placement=True,
-                          log_device_placement=cfg.log_device_placement)
+  try:
+    _train_loop(train_op, scaffold, progress, saver_hook, config or
+                session_config(cfg), cfg)
+  except LossDivergedError as e:
+    path, step = checkpoint_step(cfg.train_dir)
+    raise LossDivergedError('%s; nothing was saved after the last checkpoint: '
+                            'the next run resumes from %s (step %d)' %
+                            (e, path, step))
+  log.info('stopped at step %d; checkpoint in %s', progress.step,
+           cfg.train_dir)
+  return progress.step
+
+
+def _train_loop(train_op, scaffold, progress, saver_hook, config, cfg):
   # Hook order matters: the progress hook checks the loss before the saver
   # can checkpoint a step whose loss was not finite.
   with tf.train.MonitoredTrainingSession(
@@ -135,9 +155,6 @@ def run(train_op, total_loss, global_step, summaries, examples_per_step, cfg,
       log_step_count_steps=None, config=config) as sess:
     while not sess.should_stop():
       sess.run(train_op)
-  log.info('stopped at step %d; checkpoint in %s', progress.step,
-           cfg.train_dir)
-  return progress.step
 
 
 TrainGraph = collections.namedtuple(
