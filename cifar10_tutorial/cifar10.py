@@ -17,6 +17,7 @@ import collections
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import defaults
+from cifar10_tutorial import summaries as summary
 
 Model = collections.namedtuple(
     'Model', ['logits', 'weight_losses', 'activations', 'variables'])
@@ -133,8 +134,8 @@ def loss_averages(losses):
     graph.add_to_collection(tf.GraphKeys.LOCAL_VARIABLES, var)
   summaries = []
   for l in losses:
-    summaries.append(tf.summary.scalar(l.op.name + '_raw', l))
-    summaries.append(tf.summary.scalar(l.op.name, averages.average(l)))
+    summaries.append(summary.scalar(l.op.name + ' (raw)', l))
+    summaries.append(summary.scalar(l.op.name, averages.average(l)))
   return update, summaries
 
 
@@ -171,19 +172,20 @@ def apply_and_average(grads_and_vars, global_step, lr, extra_updates=()):
     average_op = moving_averages(global_step).apply(
         [v for _, v in grads_and_vars])
   train_op = tf.group(apply_op, average_op, *extra_updates, name='train')
-  summaries = [tf.summary.scalar('learning_rate', lr)]
+  summaries = [summary.scalar('learning_rate', lr)]
   for grad, var in grads_and_vars:
-    summaries.append(tf.summary.histogram(var.op.name, var))
-    summaries.append(tf.summary.histogram(var.op.name + '/gradients', grad))
+    summaries.append(summary.histogram(var.op.name, var))
+    summaries.append(summary.histogram(var.op.name + '/gradients', grad))
   return train_op, summaries
 
 
 def activation_summaries(model, images):
   """Histograms and sparsity of each layer, and a few input images."""
-  summaries = [tf.summary.image('images', images, max_outputs=3)]
+  scope = tf.get_default_graph().get_name_scope()   # 'tower_1' in a tower
+  summaries = [summary.image(scope + '/images' if scope else 'images', images)]
   for x in model.activations:
-    summaries.append(tf.summary.histogram(x.op.name + '/activations', x))
-    summaries.append(tf.summary.scalar(x.op.name + '/sparsity',
+    summaries.append(summary.histogram(x.op.name + '/activations', x))
+    summaries.append(summary.scalar(x.op.name + '/sparsity',
                                        tf.nn.zero_fraction(x)))
   return summaries
 

@@ -16,6 +16,7 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import defaults
 from cifar10_tutorial import records
+from cifar10_tutorial import summaries
 
 Record = collections.namedtuple('Record', ['key', 'label', 'uint8image'])
 DataError = records.DataError
@@ -88,8 +89,7 @@ class ExampleQueue(object):
     """A scalar summary: how full the queue is (0 = starving the trainer)."""
     with tf.device('/cpu:0'):
       fill = tf.cast(self.queue.size(), tf.float32) / self.capacity
-    return tf.summary.scalar(self.queue.name.replace('/', '_') +
-                             '_fraction_full', fill)
+    return summaries.scalar(self.queue.name + '/fraction_full', fill)
 
 
 def min_queue_examples(num_records):

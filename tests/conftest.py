@@ -107,3 +107,15 @@ class Running(object):
       self.proc.terminate()
     self.proc.wait(timeout=30)
     self._reader.join(timeout=5)
+
+
+def summary_tags(directory):
+  """{tag: [step, ...]} of every summary in the event files of directory."""
+  import glob
+  import tensorflow.compat.v1 as tf
+  tags = {}
+  for path in glob.glob(os.path.join(directory, 'events.out.*')):
+    for event in tf.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags.setdefault(value.tag, []).append(event.step)
+  return tags

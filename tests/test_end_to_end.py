@@ -12,7 +12,7 @@ import tensorflow.compat.v1 as tf
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_eval
 from cifar10_tutorial import cifar10_input
-from conftest import Running, run_module
+from conftest import Running, run_module, summary_tags
 
 
 def _eval_cfg(run, tmp_path, *extra):
@@ -30,6 +30,13 @@ def test_training_logs_and_checkpoints_without_shutdown_noise(trained_run):
   assert 'saved checkpoint at step 6' in out
   assert tf.train.latest_checkpoint(trained_run['train_dir']).endswith('-6')
   assert glob.glob(os.path.join(trained_run['train_dir'], 'events.out.*'))
+  tags = summary_tags(trained_run['train_dir'])
+  for tag in ('cross_entropy', 'cross_entropy (raw)', 'total_loss',
+              'learning_rate', 'conv1/weights', 'conv1/weights/gradients',
+              'conv1/conv1/sparsity', 'images/image/0', 'examples_per_sec',
+              'train_input/examples/fraction_full'):
+    assert tag in tags, sorted(tags)
+  assert tags['examples_per_sec'] == [2, 4, 6]
   with open(os.path.join(trained_run['train_dir'], 'config.json')) as f:
     assert json.load(f)['batch_size'] == 8
   for noise in ('Enqueue operation was cancelled', 'Traceback',

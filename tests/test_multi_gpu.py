@@ -7,7 +7,7 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_multi_gpu_train as multi
-from conftest import run_module
+from conftest import run_module, summary_tags
 
 LEARNING_RATE = 0.1
 
@@ -84,6 +84,12 @@ def test_two_tower_run_is_evaluated_and_resumed(tiny_data, tmp_path):
   assert re.search(r'step 4, loss = [\d.]+ \([\d.]+ examples/sec',
                    first.stdout)
   assert 'saved checkpoint at step 4' in first.stdout
+  tags = summary_tags(train_dir)
+  for tower in ('tower_0', 'tower_1'):   # each tower's own, not the last's
+    for tag in ('cross_entropy', 'total_loss (raw)', 'conv2/conv2/sparsity',
+                'images/image/0'):
+      assert '%s/%s' % (tower, tag) in tags, sorted(tags)
+  assert 'conv1/weights' in tags and 'tower_0/conv1/weights' not in tags
   evaluated = run_module('cifar10_eval', '--data_dir', data_dir,
                          '--checkpoint_dir', train_dir, '--eval_dir',
                          str(tmp_path / 'eval'), '--run_once')
