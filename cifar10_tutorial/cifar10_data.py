@@ -140,10 +140,11 @@ def prepare(data_dir, archive=None, url=defaults.DATA_URL,
 
 def _prepare(data_dir, archive, url, md5):
   target = os.path.join(data_dir, defaults.BATCHES_DIR)
-  if os.path.isdir(target):
+  existing = records.batches_dir(data_dir)   # or data_dir itself
+  if os.path.isdir(existing):
     train, test = records.check_data_dir(data_dir)
-    log.info('using %s (%d training, %d test records)', target, train, test)
-    return target
+    log.info('using %s (%d training, %d test records)', existing, train, test)
+    return existing
   if archive:
     if not os.path.isfile(archive):
       raise DataError('%s: expected a cifar-10-binary.tar.gz archive, found '

@@ -15,7 +15,10 @@ if __name__ == '__main__':
   from cifar10_tutorial import quiet
   quiet.install()
 
+import collections
+import glob
 import logging
+import os
 import sys
 import time
 
@@ -26,8 +29,17 @@ from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
 from cifar10_tutorial import flags
+from cifar10_tutorial import stopping
 
 log = logging.getLogger('cifar10_tutorial')
+
+
+PRECISION_TAG = 'Precision @ 1'
+MAX_TRIES = 3
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that could not be restored (gone, or not readable yet)."""
 
 
 class EvalGraph(object):
@@ -59,7 +71,10 @@ class EvalGraph(object):
     """Top-1 accuracy of the checkpoint's shadow weights on num_examples."""
     with tf.Session(graph=self.graph, config=self.config) as sess:
       sess.run(self.init)
-      self.saver.restore(sess, checkpoint_path)
+      try:
+        self.saver.restore(sess, checkpoint_path)
+      except (ValueError, tf.errors.OpError) as e:
+        raise CheckpointError(str(e).strip().splitlines()[0])
       coord = tf.train.Coordinator()
       threads = tf.train.start_queue_runners(sess, coord)
       true_count = counted = 0
@@ -91,39 +106,89 @@ def checkpoints(checkpoint_dir):
                 for path in state.all_model_checkpoint_paths)
 
 
+def written_results(eval_dir):
+  """{step: precision} that earlier runs already wrote to eval_dir."""
+  results = {}
+  for path in sorted(glob.glob(os.path.join(eval_dir, 'events.out.*'))):
+    try:
+      for event in tf.train.summary_iterator(path):
+        for value in event.summary.value:
+          if value.tag == PRECISION_TAG:
+            results[event.step] = value.simple_value
+    except tf.errors.DataLossError:
+      pass   # the end of a file cut short by a crash: keep what was read
+  return results
+
+
+def _report(step, precision, note):
+  log.info('step %d: precision @ 1 = %.3f (%s)', step, precision, note)
+
+
 def evaluate(cfg):
   """Evaluates checkpoints: the latest once with --run_once, else each new one.
 
-  Returns {step: precision} of what it evaluated.
+  Each step is evaluated once, also across restarts: steps already in
+  --eval_dir are not evaluated again. A checkpoint that disappears before
+  it is read (the trainer keeps only the latest five) is skipped; one that
+  cannot be read yet is retried, MAX_TRIES times. Returns {step: precision}.
   """
   graph = EvalGraph(cfg)
+  results = written_results(cfg.eval_dir)
+  if results and not cfg.run_once:
+    log.info('%s already has steps %s: not evaluating them again',
+             cfg.eval_dir, ', '.join(str(s) for s in sorted(results)))
+  tries, skipped, waiting = collections.Counter(), set(), False
+  if cfg.run_once:
+    listed = checkpoints(cfg.checkpoint_dir)
+    if not listed:
+      log.error('error: no checkpoint in %s', cfg.checkpoint_dir)
+      return {}
+    latest = listed[-1][0]
+    if latest in results:
+      _report(latest, results[latest], 'already in %s' % cfg.eval_dir)
+      return results
   with graph.graph.as_default():   # the v1 writer refuses eager mode
     writer = tf.summary.FileWriter(cfg.eval_dir)
-  results = {}
-  waiting = False
   try:
     while True:
-      todo = [c for c in checkpoints(cfg.checkpoint_dir) if c[0] not in results]
+      listed = checkpoints(cfg.checkpoint_dir)
       if cfg.run_once:
-        todo = todo[-1:]
+        listed = [c for c in listed if c[0] == latest]
+        if latest in results or latest in skipped or not listed:
+          return {latest: results[latest]} if latest in results else {}
+      todo = [c for c in listed if c[0] not in results and c[0] not in skipped]
       if not todo and not waiting:
         log.info('waiting for a new checkpoint in %s (every %d s)',
                  cfg.checkpoint_dir, cfg.eval_interval_secs)
       waiting = not todo
       for step, path in todo:
         started = time.time()
-        precision = graph.precision(path)
+        try:
+          precision = graph.precision(path)
+        except CheckpointError as e:
+          tries[step] += 1
+          if not tf.io.gfile.exists(path + '.index'):
+            log.info('step %d: %s is gone (rotated away by the trainer?); '
+                     'skipping it', step, path)
+            skipped.add(step)
+          elif tries[step] >= MAX_TRIES:
+            log.error('step %d: could not read %s in %d tries (%s); skipping '
+                      'it', step, path, tries[step], e)
+            skipped.add(step)
+          else:
+            log.info('step %d: could not read %s yet (%s); will retry', step,
+                     path, e)
+          continue
         results[step] = precision
-        log.info('step %d: precision @ 1 = %.3f (%d examples, %.1f s)', step,
-                 precision, graph.num_examples, time.time() - started)
+        _report(step, precision, '%d examples, %.1f s' % (
+            graph.num_examples, time.time() - started))
         writer.add_summary(tf.Summary(value=[tf.Summary.Value(
-            tag='Precision @ 1', simple_value=precision)]), step)
+            tag=PRECISION_TAG, simple_value=precision)]), step)
         writer.flush()
-      if cfg.run_once:
-        if not results:
-          log.error('error: no checkpoint in %s', cfg.checkpoint_dir)
-        return results
-      time.sleep(cfg.eval_interval_secs)
+      if cfg.run_once and latest not in results and latest not in skipped:
+        time.sleep(1)   # retry the unreadable checkpoint soon
+      elif not cfg.run_once:
+        time.sleep(cfg.eval_interval_secs)
   finally:
     writer.close()
 
@@ -156,8 +221,15 @@ def parse_args(argv):
 def main(argv=None):
   cfg = parse_args(sys.argv[1:] if argv is None else argv)
   flags.setup_logging(cfg)
+
+  def first(signum):
+    raise stopping.Interrupted(signum, 'eval stopped')
   try:
-    results = evaluate(cfg)
+    with stopping.on_signals(first):
+      results = evaluate(cfg)
+  except stopping.Interrupted as e:
+    log.info('%s', e)
+    return e.exit_code
   except cifar10_input.DataError as e:
     log.error('error: %s', e)
     return 1

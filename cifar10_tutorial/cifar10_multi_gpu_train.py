@@ -59,10 +59,11 @@ def tower_devices(num_towers, tower_device):
                num_towers, num_towers)
   if tower_device == 'gpu':
     if num_towers > found:
+      plural = '' if num_towers == 1 else 's'
       raise DeviceError(
-          '--num_gpus %d: expected %d GPUs, found %d (add --tower_device cpu '
-          'to run %d towers on virtual CPU devices)' %
-          (num_towers, num_towers, found, num_towers))
+          '--num_gpus %d: expected %d GPU%s, found %d (add --tower_device cpu '
+          'to run %d tower%s on virtual CPU devices)' %
+          (num_towers, num_towers, plural, found, num_towers, plural))
     return ['/gpu:%d' % i for i in range(num_towers)], 1
   return ['/cpu:%d' % i for i in range(num_towers)], num_towers
 
@@ -141,13 +142,11 @@ def train(cfg):
   log.info('%d towers on %s, %d examples per step', len(devices),
            ', '.join(devices), cfg.batch_size * len(devices))
   with tf.Graph().as_default():
-    g = build_graph(cfg, devices)
     config = cifar10_train.session_config(
         cfg, device_count={'CPU': cpu_devices})
     return cifar10_train.run(
-        g.train_op, g.total_loss, g.global_step, g.summaries,
-        g.examples_per_step, cfg, config=config,
-        save_checkpoint_steps=defaults.MULTI_GPU_CHECKPOINT_STEPS)
+        build_graph(cfg, devices), cfg, config=config,
+        checkpoint_steps=defaults.MULTI_GPU_CHECKPOINT_STEPS)
 
 
 def parse_args(argv):
@@ -164,13 +163,7 @@ def parse_args(argv):
 def main(argv=None):
   cfg = parse_args(sys.argv[1:] if argv is None else argv)
   flags.setup_logging(cfg)
-  try:
-    train(cfg)
-  except (cifar10_input.DataError, cifar10_train.LossDivergedError,
-          DeviceError) as e:
-    log.error('error: %s', e)
-    return 1
-  return 0
+  return cifar10_train.guarded(train, cfg, errors=[DeviceError])
 
 
 if __name__ == '__main__':

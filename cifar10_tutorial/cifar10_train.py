@@ -25,8 +25,16 @@ from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
 from cifar10_tutorial import flags
+from cifar10_tutorial import stopping
 
 log = logging.getLogger('cifar10_tutorial')
+
+
+# What a trainer builds and the training loop runs: examples_per_step is
+# batch size x towers.
+TrainGraph = collections.namedtuple(
+    'TrainGraph', ['train_op', 'total_loss', 'global_step', 'summaries',
+                   'examples_per_step'])
 
 
 class LossDivergedError(RuntimeError):
@@ -68,6 +76,8 @@ class _ProgressHook(tf.train.SessionRunHook):
     if not np.isfinite(loss):
       raise LossDivergedError('the loss became %s at step %d' % (loss,
                                                                  self.step))
+    if stopping.requested():
+      run_context.request_stop()   # the saver's end() checkpoints this step
     if self.step % self._log_frequency == 0:
       now = time.time()
       steps = self.step - self._last_step
@@ -105,39 +115,51 @@ def session_config(cfg, **kwargs):
                         **kwargs)
 
 
-def run(train_op, total_loss, global_step, summaries, examples_per_step, cfg,
-        save_checkpoint_secs=None, save_checkpoint_steps=None, config=None):
+def run(graph, cfg, config=None, checkpoint_secs=None, checkpoint_steps=None):
   """The training loop: resumes, trains to cfg.max_steps, checkpoints.
 
-  Both trainers build their graph and call this; `examples_per_step` is what
-  one step trains on (batch size x towers). Returns the final step.
+  Both trainers build a TrainGraph and call this. Checkpoints go every
+  --save_checkpoint_secs or --save_checkpoint_steps if given, else every
+  `checkpoint_secs` or `checkpoint_steps` (the trainer's default), and at
+  the last step. Returns the final step; raises stopping.Interrupted after
+  a clean stop on a signal.
   """
   path, step = checkpoint_step(cfg.train_dir)
   if step >= cfg.max_steps:
     log.info('%s is already at step %d (--max_steps %d): nothing to do',
              path, step, cfg.max_steps)
     return step
+  if stopping.requested():
+    raise stopping.Interrupted(stopping.requested(),
+                               'stopped before training started')
   if path:
     log.info('resuming from %s (step %d)', path, step)
   else:
     log.info('starting a new run in %s', cfg.train_dir)
   flags.write_config(cfg.train_dir, 'config.json', dict(vars(cfg),
                                                         start_step=step))
-  progress = _ProgressHook(total_loss, global_step, examples_per_step,
-                           cfg.log_frequency, cfg.train_dir)
-  scaffold = tf.train.Scaffold(summary_op=tf.summary.merge(summaries))
+  if cfg.save_checkpoint_secs or cfg.save_checkpoint_steps:
+    checkpoint_secs = cfg.save_checkpoint_secs
+    checkpoint_steps = cfg.save_checkpoint_steps
+  progress = _ProgressHook(graph.total_loss, graph.global_step,
+                           graph.examples_per_step, cfg.log_frequency,
+                           cfg.train_dir)
+  scaffold = tf.train.Scaffold(summary_op=tf.summary.merge(graph.summaries))
   saver_hook = tf.train.CheckpointSaverHook(
-      cfg.train_dir, save_secs=save_checkpoint_secs,
-      save_steps=save_checkpoint_steps, scaffold=scaffold,
-      listeners=[_SaveLogger()])
+      cfg.train_dir, save_secs=checkpoint_secs, save_steps=checkpoint_steps,
+      scaffold=scaffold, listeners=[_SaveLogger()])
   try:
-    _train_loop(train_op, scaffold, progress, saver_hook, config or
+    _train_loop(graph.train_op, scaffold, progress, saver_hook, config or
                 session_config(cfg), cfg)
   except LossDivergedError as e:
     path, step = checkpoint_step(cfg.train_dir)
     raise LossDivergedError('%s; nothing was saved after the last checkpoint: '
                             'the next run resumes from %s (step %d)' %
                             (e, path, step))
+  if stopping.requested():
+    raise stopping.Interrupted(
+        stopping.requested(), 'interrupted at step %d; checkpoint saved in %s: '
+        'run again to resume' % (progress.step, cfg.train_dir))
   log.info('stopped at step %d; checkpoint in %s', progress.step,
            cfg.train_dir)
   return progress.step
@@ -155,11 +177,6 @@ def _train_loop(train_op, scaffold, progress, saver_hook, config, cfg):
       log_step_count_steps=None, config=config) as sess:
     while not sess.should_stop():
       sess.run(train_op)
-
-
-TrainGraph = collections.namedtuple(
-    'TrainGraph', ['train_op', 'total_loss', 'global_step', 'summaries',
-                   'examples_per_step'])
 
 
 def build_graph(cfg):
@@ -185,10 +202,8 @@ def build_graph(cfg):
 def train(cfg):
   """Builds the single-device graph and trains it. Returns the final step."""
   with tf.Graph().as_default():
-    g = build_graph(cfg)
-    return run(g.train_op, g.total_loss, g.global_step, g.summaries,
-               g.examples_per_step, cfg,
-               save_checkpoint_secs=defaults.SAVE_CHECKPOINT_SECS)
+    return run(build_graph(cfg), cfg,
+               checkpoint_secs=defaults.SAVE_CHECKPOINT_SECS)
 
 
 def parse_args(argv):
@@ -197,15 +212,31 @@ def parse_args(argv):
   return p.parse_args(argv)
 
 
-def main(argv=None):
-  cfg = parse_args(sys.argv[1:] if argv is None else argv)
-  flags.setup_logging(cfg)
+def guarded(train_fn, cfg, errors=()):
+  """Runs a trainer as a program: one-line errors, clean stops on signals.
+
+  Returns the exit status: 0, 1 for an error the user can fix, 128 + signal
+  number after a stop on Ctrl-C or SIGTERM.
+  """
+  def first(signum):
+    log.info('stopping: finishing this step and saving a checkpoint '
+             '(Ctrl-C again to quit at once)')
   try:
-    train(cfg)
-  except (cifar10_input.DataError, LossDivergedError) as e:
+    with stopping.on_signals(first):
+      train_fn(cfg)
+  except stopping.Interrupted as e:
+    log.info('%s', e)
+    return e.exit_code
+  except (cifar10_input.DataError, LossDivergedError) + tuple(errors) as e:
     log.error('error: %s', e)
     return 1
   return 0
+
+
+def main(argv=None):
+  cfg = parse_args(sys.argv[1:] if argv is None else argv)
+  flags.setup_logging(cfg)
+  return guarded(train, cfg)
 
 
 if __name__ == '__main__':

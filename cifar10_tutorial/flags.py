@@ -77,6 +77,13 @@ def add_training_flags(p):
                  default=defaults.INPUT_THREADS,
                  help='preprocessing threads filling the example queue '
                       '(the tutorial: one per CPU)')
+  every = p.add_mutually_exclusive_group()
+  every.add_argument('--save_checkpoint_secs', type=positive_int,
+                     help='seconds between checkpoints (default: 600 for '
+                          'cifar10_train)')
+  every.add_argument('--save_checkpoint_steps', type=positive_int,
+                     help='steps between checkpoints (default: 1,000 for '
+                          'cifar10_multi_gpu_train)')
   add_bool(p, 'log_device_placement', False,
            'log the device every op runs on')
   add_common_flags(p)

@@ -17,8 +17,9 @@ def test_nan_loss_stops_before_its_step_is_checkpointed(tmp_path):
     with tf.control_dependencies([loss]):
       train_op = tf.group(w.assign_sub(0.4), step.assign_add(1))
     with pytest.raises(cifar10_train.LossDivergedError) as e:
-      cifar10_train.run(train_op, loss, step, [tf.summary.scalar('w', w)], 1,
-                        cfg, save_checkpoint_steps=1)
+      graph = cifar10_train.TrainGraph(train_op, loss, step,
+                                       [tf.summary.scalar('w', w)], 1)
+      cifar10_train.run(graph, cfg, checkpoint_steps=1)
   message = str(e.value)
   assert message.startswith('the loss became nan at step 4;')
   assert message.endswith('the next run resumes from %s/model.ckpt-3 '

@@ -1,0 +1,274 @@
+"""Interrupts, crashes, eval beside training, bad data: what the user sees."""
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial import defaults
+from conftest import ROOT, Running, run_module, write_data
+
+NOISE = ('Traceback', 'Enqueue operation was cancelled', 'local_rendezvous')
+
+
+def _train_args(data_dir, train_dir, *extra):
+  return ['--data_dir', data_dir, '--train_dir', train_dir, '--batch_size',
+          '4', '--log_frequency', '2'] + list(extra)
+
+
+def _stop_with(run, signum, after):
+  run.wait_for(after)
+  run.proc.send_signal(signum)
+  try:
+    code = run.proc.wait(timeout=30)
+  finally:
+    run.stop()
+  return code
+
+
+@pytest.mark.parametrize('module, signum, extra', [
+    ('cifar10_train', signal.SIGINT, []),
+    ('cifar10_multi_gpu_train', signal.SIGTERM,
+     ['--num_gpus', '2', '--tower_device', 'cpu']),
+])
+def test_a_signal_saves_a_checkpoint_and_the_next_run_resumes(
+    tiny_data, tmp_path, module, signum, extra):
+  train_dir = str(tmp_path / 'train')
+  args = _train_args(tiny_data[0], train_dir, *extra)
+  run = Running(module, *args)
+  code = _stop_with(run, signum, 'step 4, loss')
+  assert code == 128 + signum, run.output
+  assert 'stopping: finishing this step and saving a checkpoint' in run.output
+  stopped = re.search(r'interrupted at step (\d+); checkpoint saved in %s' %
+                      re.escape(train_dir), run.output)
+  assert stopped, run.output
+  step = int(stopped.group(1))
+  assert 'saved checkpoint at step %d' % step in run.output
+  assert tf.train.latest_checkpoint(train_dir).endswith('-%d' % step)
+  for noise in NOISE:
+    assert noise not in run.output
+  again = run_module(module, '--max_steps', str(step + 2), *args)
+  assert again.returncode == 0, again.stdout + again.stderr
+  assert 'resuming from %s/model.ckpt-%d (step %d)' % (train_dir, step,
+                                                        step) in again.stdout
+
+
+def _stopping_child(first_body, tmp_path):
+  """A child process using the real stopping module, with a slow stop."""
+  script = tmp_path / 'child.py'
+  script.write_text(
+      'import logging, sys, time\n'
+      'from cifar10_tutorial import stopping\n'
+      'logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n'
+      'stopping.GRACE_SECS = float(sys.argv[1])\n'
+      'def first(signum):\n'
+      '  print("first signal", flush=True)\n'
+      '%s\n'
+      'with stopping.on_signals(first):\n'
+      '  print("ready", flush=True)\n'
+      '  time.sleep(60)\n' % first_body)
+  return script
+
+
+def _run_child(script, grace):
+  return subprocess.Popen([sys.executable, str(script), str(grace)], cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=ROOT),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+
+
+def _wait_line(proc, text):
+  for line in proc.stdout:
+    if text in line:
+      return
+  raise AssertionError('no %r' % text)
+
+
+def test_a_second_ctrl_c_quits_at_once(tmp_path):
+  # The first signal starts a stop that would take a minute (a stuck queue).
+  child = _run_child(_stopping_child('  time.sleep(60)', tmp_path), grace=30)
+  _wait_line(child, 'ready')
+  child.send_signal(signal.SIGINT)
+  _wait_line(child, 'first signal')
+  started = time.time()
+  child.send_signal(signal.SIGINT)
+  rest, _ = child.communicate(timeout=10)
+  assert child.returncode == 130
+  assert time.time() - started < 5
+  assert 'second signal: quitting at once' in rest
+
+
+def test_a_stop_that_hangs_is_cut_short_by_the_watchdog(tmp_path):
+  child = _run_child(_stopping_child('  time.sleep(60)', tmp_path), grace=1)
+  _wait_line(child, 'ready')
+  started = time.time()
+  child.send_signal(signal.SIGTERM)
+  rest, _ = child.communicate(timeout=15)
+  assert child.returncode == 143
+  assert time.time() - started < 10
+  assert 'did not stop within 1 s: quitting' in rest
+
+
+def test_eval_stops_on_a_signal(trained_run, tmp_path):
+  run = Running('cifar10_eval', '--data_dir', trained_run['data_dir'],
+                '--checkpoint_dir', str(tmp_path / 'none'), '--eval_dir',
+                str(tmp_path / 'eval'))
+  code = _stop_with(run, signal.SIGTERM, 'waiting for a new checkpoint')
+  assert code == 143 and 'eval stopped' in run.output
+  assert 'Traceback' not in run.output
+
+
+def test_kill_9_at_any_moment_leaves_a_run_that_resumes(tiny_data, tmp_path):
+  train_dir = str(tmp_path / 'train')
+  # A checkpoint every step, so the kills land in and around saves.
+  args = _train_args(tiny_data[0], train_dir, '--save_checkpoint_steps', '1',
+                     '--log_frequency', '1')
+  rng = random.Random(0)
+  for kill in range(3):
+    run = Running('cifar10_train', *args)
+    run.wait_for('saved checkpoint at step %d' %
+                 (checkpoint_step(train_dir) + 3))
+    time.sleep(rng.uniform(0, 0.1))
+    run.proc.kill()
+    run.stop()
+  step = checkpoint_step(train_dir)
+  result = run_module('cifar10_train', '--max_steps', str(step + 2), *args)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert 'resuming from %s/model.ckpt-%d' % (train_dir, step) in result.stdout
+
+
+def checkpoint_step(train_dir):
+  path = tf.train.latest_checkpoint(train_dir)
+  return int(path.rsplit('-', 1)[1]) if path else 0
+
+
+def test_leftovers_of_a_save_cut_short_are_ignored(trained_run, tmp_path):
+  train_dir = str(tmp_path / 'train')
+  shutil.copytree(trained_run['train_dir'], train_dir)
+  # What a kill during a save can leave: a temp folder and unlisted files.
+  os.makedirs(os.path.join(train_dir, 'model.ckpt-99_temp'))
+  for name in ('model.ckpt-99_temp/part-00000-of-00001.data-00000-of-00001',
+               'model.ckpt-99.index', 'model.ckpt-99.data-00000-of-00001'):
+    with open(os.path.join(train_dir, name), 'wb') as f:
+      f.write(b'\x00' * 100)
+  result = run_module('cifar10_train', '--max_steps', '8',
+                      *_train_args(trained_run['data_dir'], train_dir))
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert 'model.ckpt-6 (step 6)' in result.stdout
+
+
+def test_eval_skips_rotated_checkpoints_and_retries_unreadable_ones(
+    trained_run, tmp_path):
+  train_dir = str(tmp_path / 'train')
+  shutil.copytree(trained_run['train_dir'], train_dir)
+  data = os.path.join(train_dir, 'model.ckpt-6.data-00000-of-00001')
+  shutil.move(data, data + '.whole')
+  with open(data + '.whole', 'rb') as whole, open(data, 'wb') as half:
+    half.write(whole.read()[:1000])   # being written
+  # Listed, but rotated away before eval gets to it.
+  tf.train.update_checkpoint_state(train_dir, 'model.ckpt-6', [
+      'model.ckpt-0', 'model.ckpt-3', 'model.ckpt-6'])
+  eval_dir = str(tmp_path / 'eval')
+  args = ['--data_dir', trained_run['data_dir'], '--checkpoint_dir',
+          train_dir, '--eval_dir', eval_dir, '--eval_interval_secs', '1']
+  run = Running('cifar10_eval', *args)
+  try:
+    run.wait_for('step 6: could not read')
+    shutil.move(data + '.whole', data)   # the save completes
+    run.wait_for('step 6: precision @ 1')
+    run.wait_for('waiting for a new checkpoint', timeout=30)
+  finally:
+    run.stop()
+  assert 'step 3: %s/model.ckpt-3 is gone' % train_dir in run.output
+  assert 'will retry' in run.output
+  assert re.findall(r'step (\d+): precision', run.output) == ['0', '6']
+  assert 'Traceback' not in run.output
+  # Restarted, it knows what it already wrote and evaluates nothing again.
+  run = Running('cifar10_eval', *args)
+  try:
+    run.wait_for('already has steps 0, 6: not evaluating them again')
+    run.wait_for('waiting for a new checkpoint')
+  finally:
+    run.stop()
+  assert 'precision @ 1' not in run.output
+  once = run_module('cifar10_eval', '--run_once', *args)
+  assert once.returncode == 0
+  assert re.search(r'step 6: precision @ 1 = [\d.]+ \(already in %s\)' %
+                   re.escape(eval_dir), once.stdout)
+
+
+def _truncate(path, size):
+  with open(path, 'r+b') as f:
+    f.truncate(size)
+
+
+def _set_label(path, record, label):
+  with open(path, 'r+b') as f:
+    f.seek(record * defaults.RECORD_BYTES)
+    f.write(bytes([label]))
+
+
+@pytest.mark.parametrize('module, breakage, expected', [
+    ('cifar10_train', 'truncate',
+     'data_batch_3.bin: expected a non-empty multiple of 3073 bytes (a label '
+     'byte and 3072 image bytes per record), found 5000 bytes (truncated?)'),
+    ('cifar10_train', 'empty', 'data_batch_3.bin: expected a non-empty '
+     'multiple of 3073 bytes'),
+    ('cifar10_multi_gpu_train', 'missing',
+     'data_batch_3.bin: expected a CIFAR-10 record file, found no such file'),
+    ('cifar10_eval', 'label',
+     'test_batch.bin: expected label bytes 0-9, found 12 in record 5'),
+    ('cifar10_train', 'wrong_dir',
+     'expected a CIFAR-10 record file, found no folder'),
+    ('cifar10_eval', 'too_many', '--num_examples 31 is more than the 30 '
+     'records there'),
+])
+def test_bad_data_fails_before_any_session_with_one_line(tmp_path, module,
+                                                         breakage, expected):
+  data_dir = str(tmp_path / 'data')
+  write_data(data_dir)
+  folder = os.path.join(data_dir, defaults.BATCHES_DIR)
+  if breakage == 'truncate':
+    _truncate(os.path.join(folder, 'data_batch_3.bin'), 5000)
+  elif breakage == 'empty':
+    _truncate(os.path.join(folder, 'data_batch_3.bin'), 0)
+  elif breakage == 'missing':
+    os.remove(os.path.join(folder, 'data_batch_3.bin'))
+  elif breakage == 'label':
+    _set_label(os.path.join(folder, 'test_batch.bin'), 5, 12)
+  elif breakage == 'wrong_dir':
+    data_dir = str(tmp_path / 'not_there')
+  run_dir = str(tmp_path / 'run')
+  if module == 'cifar10_eval':
+    args = ['--checkpoint_dir', run_dir, '--eval_dir', run_dir]
+    if breakage == 'too_many':
+      args += ['--num_examples', '31']
+  else:
+    args = ['--train_dir', run_dir]
+  if module == 'cifar10_multi_gpu_train':
+    args += ['--num_gpus', '2', '--tower_device', 'cpu']
+  result = run_module(module, '--data_dir', data_dir, *args)
+  assert result.returncode == 1
+  last = result.stdout.strip().splitlines()[-1]
+  assert re.match(r'\d\d:\d\d:\d\d error: ', last) and expected in last, last
+  assert 'Traceback' not in result.stderr
+  assert not os.path.exists(run_dir)   # nothing started, nothing written
+
+
+def test_tensorflow_logs_are_hidden_unless_asked_for(trained_run, tmp_path):
+  args = ['--data_dir', trained_run['data_dir'], '--checkpoint_dir',
+          trained_run['train_dir'], '--run_once']
+  quiet = run_module('cifar10_eval', '--eval_dir', str(tmp_path / 'a'), *args)
+  loud = run_module('cifar10_eval', '--eval_dir', str(tmp_path / 'b'),
+                    '--tf_logs', *args)
+  assert quiet.returncode == loud.returncode == 0
+  cpp_line = re.compile(r'^[IWE]\d{4} ', re.M)
+  assert not cpp_line.search(quiet.stderr), quiet.stderr
+  assert 'deprecated' not in quiet.stderr
+  assert cpp_line.search(loud.stderr) and 'deprecated' in loud.stderr
