@@ -41,4 +41,4 @@ def show_tensorflow_deprecations(show):
     logger.addFilter(_DropQueueDeprecations())
 
 
-show_tensorflow_deprecations(os.environ.get('CIFAR10_TF_DEPRECATIONS') == '1')
+show_tensorflow_deprecations(False)   # --tf_logs shows them

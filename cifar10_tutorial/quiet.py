@@ -12,13 +12,16 @@ that it falls back to the default kernel for uint8 on CPUs without AVX-512.
 those lines and passes everything else through unchanged. The filter runs in
 a forked child process, so lines written just before a crash are still
 delivered. Entry points call it before importing TensorFlow; `--tf_logs` on
-the command line (or CIFAR10_TF_LOGS=1) turns it off.
+the command line turns it off.
 """
+import argparse
 import atexit
 import os
 import re
 import signal
 import sys
+
+from cifar10_tutorial import flags
 
 _NOISE = [
     re.compile(rb'^WARNING: All log messages before absl::InitializeLog\(\)'),
@@ -57,10 +60,13 @@ def _filter(read_fd, write_fd, drop_cuinit):
 
 
 def wanted(argv):
-  return not (os.environ.get('CIFAR10_TF_LOGS') == '1' or
-              any(a == '--tf_logs' or a.startswith('--tf_logs=') and
-                  a.split('=', 1)[1].lower() in ('1', 'true', 'yes', 't', 'y')
-                  for a in argv))
+  """False if the command line asks for --tf_logs (parsed like the real flag)."""
+  p = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+  flags.add_common_flags(p)
+  try:
+    return not p.parse_known_args(argv)[0].tf_logs
+  except argparse.ArgumentError:
+    return True   # a bad value: the program's own parser will say so
 
 
 def install(argv=None):

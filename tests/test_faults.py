@@ -11,6 +11,7 @@ import time
 import pytest
 import tensorflow.compat.v1 as tf
 
+from cifar10_tutorial import cifar10_train
 from cifar10_tutorial import defaults
 from conftest import ROOT, Running, run_module, write_data
 
@@ -59,8 +60,9 @@ def test_a_signal_saves_a_checkpoint_and_the_next_run_resumes(
                                                         step) in again.stdout
 
 
-def _stopping_child(first_body, tmp_path):
-  """A child process using the real stopping module, with a slow stop."""
+def _slow_stopper(tmp_path, grace):
+  """A child using the real stopping module, whose clean stop would take a
+  minute (as with a stuck queue); returned once it handles signals."""
   script = tmp_path / 'child.py'
   script.write_text(
       'import logging, sys, time\n'
@@ -69,18 +71,16 @@ def _stopping_child(first_body, tmp_path):
       'stopping.GRACE_SECS = float(sys.argv[1])\n'
       'def first(signum):\n'
       '  print("first signal", flush=True)\n'
-      '%s\n'
+      '  time.sleep(60)\n'
       'with stopping.on_signals(first):\n'
       '  print("ready", flush=True)\n'
-      '  time.sleep(60)\n' % first_body)
-  return script
-
-
-def _run_child(script, grace):
-  return subprocess.Popen([sys.executable, str(script), str(grace)], cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=ROOT),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+      '  time.sleep(60)\n')
+  child = subprocess.Popen([sys.executable, str(script), str(grace)],
+                           cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+  _wait_line(child, 'ready')
+  return child
 
 
 def _wait_line(proc, text):
@@ -91,9 +91,7 @@ def _wait_line(proc, text):
 
 
 def test_a_second_ctrl_c_quits_at_once(tmp_path):
-  # The first signal starts a stop that would take a minute (a stuck queue).
-  child = _run_child(_stopping_child('  time.sleep(60)', tmp_path), grace=30)
-  _wait_line(child, 'ready')
+  child = _slow_stopper(tmp_path, grace=30)
   child.send_signal(signal.SIGINT)
   _wait_line(child, 'first signal')
   started = time.time()
@@ -105,8 +103,7 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path):
 
 
 def test_a_stop_that_hangs_is_cut_short_by_the_watchdog(tmp_path):
-  child = _run_child(_stopping_child('  time.sleep(60)', tmp_path), grace=1)
-  _wait_line(child, 'ready')
+  child = _slow_stopper(tmp_path, grace=1)
   started = time.time()
   child.send_signal(signal.SIGTERM)
   rest, _ = child.communicate(timeout=15)
@@ -133,19 +130,14 @@ def test_kill_9_at_any_moment_leaves_a_run_that_resumes(tiny_data, tmp_path):
   for kill in range(3):
     run = Running('cifar10_train', *args)
     run.wait_for('saved checkpoint at step %d' %
-                 (checkpoint_step(train_dir) + 3))
+                 (cifar10_train.checkpoint_step(train_dir)[1] + 3))
     time.sleep(rng.uniform(0, 0.1))
     run.proc.kill()
     run.stop()
-  step = checkpoint_step(train_dir)
+  step = cifar10_train.checkpoint_step(train_dir)[1]
   result = run_module('cifar10_train', '--max_steps', str(step + 2), *args)
   assert result.returncode == 0, result.stdout + result.stderr
   assert 'resuming from %s/model.ckpt-%d' % (train_dir, step) in result.stdout
-
-
-def checkpoint_step(train_dir):
-  path = tf.train.latest_checkpoint(train_dir)
-  return int(path.rsplit('-', 1)[1]) if path else 0
 
 
 def test_leftovers_of_a_save_cut_short_are_ignored(trained_run, tmp_path):
