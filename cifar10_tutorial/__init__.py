@@ -14,9 +14,9 @@ import os
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 # oneDNN kernels for convolutions, pooling and matrix products. TensorFlow
 # turns them on by itself only on some Intel CPUs; on the project's 2-core
-# AMD EPYC (AVX2) machines they train this network 1.7x faster than the
-# default Eigen kernels (905-986 vs 541-576 examples/sec, alternating runs).
-# Same math, different summation order. TF_ENABLE_ONEDNN_OPTS=0 turns them off.
+# AMD EPYC (AVX2) machines they train this network 1.54x faster than the
+# default Eigen kernels (`make bench`, README). Same math, different
+# summation order. TF_ENABLE_ONEDNN_OPTS=0 turns them off.
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
 

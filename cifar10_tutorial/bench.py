@@ -11,9 +11,10 @@ sec/step (warm-up steps excluded, summaries not run), time to the first
 batch (the queue warm-up) and peak RSS. The ratios are to `tutorial`.
 
 Configurations:
-  tutorial  the tutorial's settings: TensorFlow's default kernels, per-example
-            input, one preprocessing thread per CPU
-  default   this project's defaults (oneDNN kernels)
+  tutorial  the tutorial's settings: TensorFlow's default kernels, tf.nn.lrn,
+            per-example input, one preprocessing thread per CPU
+  onednn    tutorial + oneDNN kernels
+  default   this project's defaults: onednn + the matrix-product LRN
   towers2   the multi-GPU trainer's graph, 2 towers (on virtual CPU devices
             where there is no GPU); examples/sec counts both towers
 
@@ -35,9 +36,11 @@ from cifar10_tutorial import defaults
 from cifar10_tutorial import records
 
 CONFIGS = {
-    'tutorial': {'env': {'TF_ENABLE_ONEDNN_OPTS': '0'}, 'towers': 1},
-    'default': {'env': {}, 'towers': 1},
-    'towers2': {'env': {}, 'towers': 2},
+    'tutorial': {'env': {'TF_ENABLE_ONEDNN_OPTS': '0'}, 'towers': 1,
+                 'flags': ['--lrn', 'tf']},
+    'onednn': {'env': {}, 'towers': 1, 'flags': ['--lrn', 'tf']},
+    'default': {'env': {}, 'towers': 1, 'flags': []},
+    'towers2': {'env': {}, 'towers': 2, 'flags': []},
 }
 
 
@@ -51,7 +54,8 @@ def _worker(cfg_name, data_dir, steps, warmup, batch_size):
 
   towers = CONFIGS[cfg_name]['towers']
   cfg = multi.parse_args(['--data_dir', data_dir, '--batch_size',
-                          str(batch_size), '--num_gpus', str(towers)])
+                          str(batch_size), '--num_gpus', str(towers)] +
+                         CONFIGS[cfg_name]['flags'])
   devices, cpus = multi.tower_devices(towers, 'auto')
   with tf.Graph().as_default():
     if towers == 1:
@@ -115,7 +119,7 @@ def main(argv=None):
   p = argparse.ArgumentParser(
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--data_dir', default='data')
-  p.add_argument('--configs', default='tutorial,default,towers2',
+  p.add_argument('--configs', default='tutorial,onednn,default,towers2',
                  help='comma-separated, from: ' + ', '.join(CONFIGS))
   p.add_argument('--steps', type=int, default=200, help='timed steps')
   p.add_argument('--warmup', type=int, default=30, help='untimed steps first')

@@ -56,7 +56,7 @@ class EvalGraph(object):
             '%s: --num_examples %d is more than the %d records there' %
             (cfg.data_dir, self.num_examples, queue.num_records))
       images, labels = queue.dequeue(cfg.batch_size)
-      model = cifar10.inference(images)
+      model = cifar10.inference(images, lrn=cfg.lrn)
       self.correct = tf.nn.in_top_k(model.logits, labels, 1)
       self.saver = tf.train.Saver(cifar10.restore_map(model.variables))
       self.init = tf.local_variables_initializer()   # the one-pass counter
@@ -97,7 +97,7 @@ class EvalGraph(object):
 
 
 def checkpoints(checkpoint_dir):
-  """[(step, path)] of the checkpoints listed in checkpoint_dir, oldest first."""
+  """[(step, path)] of the checkpoints listed there, oldest first."""
   state = tf.train.get_checkpoint_state(checkpoint_dir)
   if not state:
     return []
@@ -214,6 +214,7 @@ def parse_args(argv):
                  'evaluate the latest checkpoint once and exit')
   p.add_argument('--eval_device', choices=['cpu', 'gpu'], default='cpu',
                  help='cpu keeps eval off the GPU a trainer is using')
+  flags.add_model_flags(p)
   flags.add_common_flags(p)
   return p.parse_args(argv)
 

@@ -75,7 +75,7 @@ def _on(device):
   return place
 
 
-def tower_gradients(batches, devices, opt):
+def tower_gradients(batches, devices, opt, lrn='matmul'):
   """Builds one tower per (images, labels) batch, on its device.
 
   Variables are created by the first tower and reused by the others, so
@@ -87,7 +87,7 @@ def tower_gradients(batches, devices, opt):
   for i, ((images, labels), device) in enumerate(zip(batches, devices)):
     with tf.device(_on(device)), tf.name_scope('tower_%d' % i):
       with tf.variable_scope(tf.get_variable_scope(), reuse=i > 0):
-        model = cifar10.inference(images)
+        model = cifar10.inference(images, lrn=lrn)
       total, losses = cifar10.loss(model, labels)
       update, loss_summaries = cifar10.loss_averages(losses + [total])
       all_grads.append(opt.compute_gradients(total, model.variables))
@@ -124,8 +124,8 @@ def build_graph(cfg, devices):
                                queue.num_records)
   opt = cifar10.gradient_descent(lr)
   batches = [queue.dequeue(cfg.batch_size) for _ in devices]
-  tower_grads, totals, updates, summaries = tower_gradients(batches, devices,
-                                                            opt)
+  tower_grads, totals, updates, summaries = tower_gradients(
+      batches, devices, opt, lrn=cfg.lrn)
   grads = average_gradients(tower_grads)
   with tf.device('/cpu:0'):
     train_op, more = cifar10.apply_and_average(grads, global_step, lr,

@@ -185,7 +185,7 @@ def build_graph(cfg):
   queue = cifar10_input.train_queue(cfg.data_dir, cfg.batch_size,
                                     cfg.input_threads)
   images, labels = queue.dequeue(cfg.batch_size)
-  model = cifar10.inference(images)
+  model = cifar10.inference(images, lrn=cfg.lrn)
   total_loss, losses = cifar10.loss(model, labels)
   lr = cifar10.learning_rate(global_step, cfg.batch_size, queue.num_records)
   loss_update, summaries = cifar10.loss_averages(losses + [total_loss])

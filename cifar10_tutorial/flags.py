@@ -86,7 +86,14 @@ def add_training_flags(p):
                           'cifar10_multi_gpu_train)')
   add_bool(p, 'log_device_placement', False,
            'log the device every op runs on')
+  add_model_flags(p)
   add_common_flags(p)
+
+
+def add_model_flags(p):
+  p.add_argument('--lrn', choices=['matmul', 'tf'], default='matmul',
+                 help='local response normalization: matmul (a banded matrix '
+                      'product, faster) or tf (tf.nn.lrn); same numbers')
 
 
 def add_common_flags(p):

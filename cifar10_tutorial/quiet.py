@@ -60,7 +60,7 @@ def _filter(read_fd, write_fd, drop_cuinit):
 
 
 def wanted(argv):
-  """False if the command line asks for --tf_logs (parsed like the real flag)."""
+  """False if argv asks for --tf_logs (parsed as the real flag is)."""
   p = argparse.ArgumentParser(add_help=False, exit_on_error=False)
   flags.add_common_flags(p)
   try:

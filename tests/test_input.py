@@ -55,7 +55,9 @@ def test_eval_crop_is_the_standardized_centre():
   with tf.Graph().as_default(), tf.Session() as sess:
     got = sess.run(cifar10_input.central_crop(tf.constant(image, tf.float32)))
   centre = image[4:28, 4:28]
-  expected = (centre - centre.mean()) / max(centre.std(), 1 / np.sqrt(centre.size))
+  # TensorFlow's standardization: the std, floored at 1/sqrt(pixels).
+  floor = 1 / np.sqrt(centre.size)
+  expected = (centre - centre.mean()) / max(centre.std(), floor)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
