@@ -142,7 +142,10 @@ def test_eval_loop_waits_then_evaluates_each_new_checkpoint_once(
                 '--batch_size', '8')
   try:
     run.wait_for('waiting for a new checkpoint in ' + watched)
-    shutil.copytree(trained_run['train_dir'], watched)
+    # Appear at once, as the trainer's listed checkpoints do: a copy in
+    # progress could list step 6 before its files are there.
+    shutil.copytree(trained_run['train_dir'], watched + '.copy')
+    os.rename(watched + '.copy', watched)
     run.wait_for('step 6: precision @ 1')
     run.wait_for('waiting for a new checkpoint', timeout=30)
     time.sleep(3)   # three more looks at the folder: nothing new to do
