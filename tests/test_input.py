@@ -109,3 +109,35 @@ def test_missing_data_names_the_path_and_suggests_make_data(tmp_path):
   message = str(e.value)
   assert 'nowhere' in message and 'data_batch_1.bin' in message
   assert 'make data' in message
+
+
+def test_eval_inputs_read_every_record_once_in_file_order(tiny_data):
+  data_dir, _, (images, labels) = tiny_data   # 30 test records
+  with tf.Graph().as_default():
+    batch = cifar10_input.inputs(True, data_dir, batch_size=8)
+    sizes, seen = [], []
+    with tf.Session() as sess:
+      sess.run(tf.local_variables_initializer())
+      coord = tf.train.Coordinator()
+      threads = tf.train.start_queue_runners(sess, coord)
+      try:
+        while True:
+          got_images, got_labels = sess.run(batch)
+          sizes.append(len(got_labels))
+          seen.extend(got_labels)
+      except tf.errors.OutOfRangeError:
+        pass
+      coord.request_stop()
+      coord.join(threads)
+  assert sizes == [8, 8, 8, 6]
+  np.testing.assert_array_equal(seen, labels)
+  centre = images[-1, 4:28, 4:28].astype(np.float64)
+  np.testing.assert_allclose(
+      got_images[-1], (centre - centre.mean()) / centre.std(), atol=1e-4)
+
+
+def test_distorted_inputs_give_training_batches(tiny_data):
+  with tf.Graph().as_default():
+    images, labels = cifar10_input.distorted_inputs(tiny_data[0], 4, 1)
+    (got_images, got_labels), = _run_queue([images, labels], 1)
+  assert got_images.shape == (4, 24, 24, 3) and got_labels.shape == (4,)
