@@ -29,6 +29,7 @@ from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
 from cifar10_tutorial import flags
+from cifar10_tutorial import progress
 from cifar10_tutorial import stopping
 
 log = logging.getLogger('cifar10_tutorial')
@@ -78,6 +79,7 @@ class EvalGraph(object):
       coord = tf.train.Coordinator()
       threads = tf.train.start_queue_runners(sess, coord)
       true_count = counted = 0
+      live = progress.live_line()
       try:
         while counted < self.num_examples:
           correct = sess.run(self.correct)
@@ -85,6 +87,8 @@ class EvalGraph(object):
           correct = correct[:self.num_examples - counted]
           true_count += int(np.sum(correct))
           counted += len(correct)
+          live.show('evaluating %s: %d/%d examples' % (
+              os.path.basename(checkpoint_path), counted, self.num_examples))
       except tf.errors.OutOfRangeError:
         pass
       finally:

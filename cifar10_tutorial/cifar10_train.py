@@ -25,6 +25,7 @@ from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
 from cifar10_tutorial import flags
+from cifar10_tutorial import progress
 from cifar10_tutorial import stopping
 
 log = logging.getLogger('cifar10_tutorial')
@@ -48,16 +49,20 @@ class _ProgressHook(tf.train.SessionRunHook):
   loss is not finite raises before it can be saved: the last checkpoint on
   disk stays the last good one. The loss it checks and logs is the one of the
   batch the step trained on; the examples/sec it logs is also written to the
-  summaries, so console and TensorBoard show the same figure.
+  summaries, so console and TensorBoard show the same figure. On a terminal
+  it also keeps a live line with the step, loss, speed and time left.
   """
 
   def __init__(self, loss, global_step, examples_per_step, log_frequency,
-               summary_dir):
+               summary_dir, max_steps):
     self._loss = loss
     self._global_step = global_step
     self._examples_per_step = examples_per_step
     self._log_frequency = log_frequency
     self._summary_dir = summary_dir
+    self._max_steps = max_steps
+    self._rate = progress.Rate()
+    self._live = progress.live_line()
     self.step = None
 
   def begin(self):
@@ -78,6 +83,13 @@ class _ProgressHook(tf.train.SessionRunHook):
                                                                  self.step))
     if stopping.requested():
       run_context.request_stop()   # the saver's end() checkpoints this step
+    self._rate.tick()
+    if self._live.enabled and self._rate.seconds_per_step:
+      self._live.show('step %d/%d  loss %.2f  %.1f examples/sec  ETA %s' % (
+          self.step, self._max_steps, loss,
+          self._examples_per_step / self._rate.seconds_per_step,
+          progress.duration((self._max_steps - self.step) *
+                            self._rate.seconds_per_step)))
     if self.step % self._log_frequency == 0:
       now = time.time()
       steps = self.step - self._last_step
@@ -141,15 +153,15 @@ def run(graph, cfg, config=None, checkpoint_secs=None, checkpoint_steps=None):
   if cfg.save_checkpoint_secs or cfg.save_checkpoint_steps:
     checkpoint_secs = cfg.save_checkpoint_secs
     checkpoint_steps = cfg.save_checkpoint_steps
-  progress = _ProgressHook(graph.total_loss, graph.global_step,
-                           graph.examples_per_step, cfg.log_frequency,
-                           cfg.train_dir)
+  hook = _ProgressHook(graph.total_loss, graph.global_step,
+                       graph.examples_per_step, cfg.log_frequency,
+                       cfg.train_dir, cfg.max_steps)
   scaffold = tf.train.Scaffold(summary_op=tf.summary.merge(graph.summaries))
   saver_hook = tf.train.CheckpointSaverHook(
       cfg.train_dir, save_secs=checkpoint_secs, save_steps=checkpoint_steps,
       scaffold=scaffold, listeners=[_SaveLogger()])
   try:
-    _train_loop(graph.train_op, scaffold, progress, saver_hook, config or
+    _train_loop(graph.train_op, scaffold, hook, saver_hook, config or
                 session_config(cfg), cfg)
   except LossDivergedError as e:
     path, step = checkpoint_step(cfg.train_dir)
@@ -159,18 +171,17 @@ def run(graph, cfg, config=None, checkpoint_secs=None, checkpoint_steps=None):
   if stopping.requested():
     raise stopping.Interrupted(
         stopping.requested(), 'interrupted at step %d; checkpoint saved in %s: '
-        'run again to resume' % (progress.step, cfg.train_dir))
-  log.info('stopped at step %d; checkpoint in %s', progress.step,
-           cfg.train_dir)
-  return progress.step
+        'run again to resume' % (hook.step, cfg.train_dir))
+  log.info('stopped at step %d; checkpoint in %s', hook.step, cfg.train_dir)
+  return hook.step
 
 
-def _train_loop(train_op, scaffold, progress, saver_hook, config, cfg):
+def _train_loop(train_op, scaffold, progress_hook, saver_hook, config, cfg):
   # Hook order matters: the progress hook checks the loss before the saver
   # can checkpoint a step whose loss was not finite.
   with tf.train.MonitoredTrainingSession(
       checkpoint_dir=cfg.train_dir, scaffold=scaffold,
-      chief_only_hooks=[progress, saver_hook,
+      chief_only_hooks=[progress_hook, saver_hook,
                         tf.train.StopAtStepHook(last_step=cfg.max_steps)],
       save_checkpoint_secs=None, save_checkpoint_steps=None,
       save_summaries_steps=defaults.SAVE_SUMMARIES_STEPS,

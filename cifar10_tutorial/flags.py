@@ -13,6 +13,7 @@ import sys
 
 import cifar10_tutorial
 from cifar10_tutorial import defaults
+from cifar10_tutorial import progress
 
 _TRUE = ('1', 'true', 't', 'yes', 'y', 'on')
 _FALSE = ('0', 'false', 'f', 'no', 'n', 'off')
@@ -103,8 +104,8 @@ def add_common_flags(p):
 
 def setup_logging(cfg):
   """Our progress lines on stdout; TensorFlow's own chatter only if asked."""
-  logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                      format='%(asctime)s %(message)s', datefmt='%H:%M:%S')
+  logging.basicConfig(level=logging.INFO, handlers=[progress.Handler(
+      sys.stdout)], format='%(asctime)s %(message)s', datefmt='%H:%M:%S')
   tf_logger = logging.getLogger('tensorflow')
   # TensorFlow's logger prints through its own handler: not through ours too.
   tf_logger.propagate = False
