@@ -17,8 +17,10 @@ if __name__ == '__main__':
 
 import collections
 import glob
+import io
 import logging
 import os
+import struct
 import sys
 import time
 
@@ -36,6 +38,7 @@ log = logging.getLogger('cifar10_tutorial')
 
 
 PRECISION_TAG = 'Precision @ 1'
+Result = collections.namedtuple('Result', ['precision', 'confusion'])
 MAX_TRIES = 3
 
 
@@ -58,7 +61,10 @@ class EvalGraph(object):
             (cfg.data_dir, self.num_examples, queue.num_records))
       images, labels = queue.dequeue(cfg.batch_size)
       model = cifar10.inference(images, lrn=cfg.lrn)
-      self.correct = tf.nn.in_top_k(model.logits, labels, 1)
+      # Precision @ 1 as the tutorial computes it; argmax for the confusion
+      # matrix (they differ only on exact ties of the top logits).
+      self.fetches = [tf.nn.in_top_k(model.logits, labels, 1),
+                      tf.argmax(model.logits, 1), labels]
       self.saver = tf.train.Saver(cifar10.restore_map(model.variables))
       self.init = tf.local_variables_initializer()   # the one-pass counter
     self.graph.finalize()
@@ -70,6 +76,11 @@ class EvalGraph(object):
 
   def precision(self, checkpoint_path):
     """Top-1 accuracy of the checkpoint's shadow weights on num_examples."""
+    return self.run(checkpoint_path).precision
+
+  def run(self, checkpoint_path):
+    """Precision @ 1 and the confusion matrix [true class, predicted class]
+    of the checkpoint's shadow weights on exactly num_examples."""
     with tf.Session(graph=self.graph, config=self.config) as sess:
       sess.run(self.init)
       try:
@@ -79,13 +90,17 @@ class EvalGraph(object):
       coord = tf.train.Coordinator()
       threads = tf.train.start_queue_runners(sess, coord)
       true_count = counted = 0
+      confusion = np.zeros([defaults.NUM_CLASSES] * 2, np.int64)
       live = progress.live_line()
       try:
         while counted < self.num_examples:
-          correct = sess.run(self.correct)
+          correct, predicted, labels = sess.run(self.fetches)
           # The last batch may overshoot --num_examples: count only up to it.
-          correct = correct[:self.num_examples - counted]
+          keep = self.num_examples - counted
+          correct, predicted, labels = (correct[:keep], predicted[:keep],
+                                        labels[:keep])
           true_count += int(np.sum(correct))
+          np.add.at(confusion, (labels, predicted), 1)
           counted += len(correct)
           live.show('evaluating %s: %d/%d examples' % (
               os.path.basename(checkpoint_path), counted, self.num_examples))
@@ -97,7 +112,52 @@ class EvalGraph(object):
     if counted != self.num_examples:
       raise cifar10_input.DataError('expected %d eval examples, read %d' %
                                     (self.num_examples, counted))
-    return true_count / float(counted)
+    return Result(true_count / float(counted), confusion)
+
+
+def confusion_png(confusion, class_names=defaults.CLASS_NAMES):
+  """The confusion matrix as a PNG: true class down, predicted across."""
+  import matplotlib   # only eval draws; training never imports it
+  matplotlib.use('Agg')
+  from matplotlib import pyplot
+  figure, axes = pyplot.subplots(figsize=(6.5, 6), dpi=80)
+  axes.imshow(confusion, cmap='Blues')
+  ticks = np.arange(len(class_names))
+  axes.set_xticks(ticks, class_names, rotation=45, ha='right')
+  axes.set_yticks(ticks, class_names)
+  axes.set_xlabel('predicted')
+  axes.set_ylabel('true')
+  for (true, predicted), count in np.ndenumerate(confusion):
+    axes.text(predicted, true, str(count), ha='center', va='center',
+              fontsize=7, color='white' if count > confusion.max() / 2
+              else 'black')
+  figure.tight_layout()
+  out = io.BytesIO()
+  figure.savefig(out, format='png')
+  pyplot.close(figure)
+  return out.getvalue()
+
+
+def result_summary(result, class_names=defaults.CLASS_NAMES):
+  """Precision @ 1, precision @ 1 of each class, the confusion image."""
+  per_class = (np.diag(result.confusion) /
+               np.maximum(result.confusion.sum(axis=1), 1))
+  values = [tf.Summary.Value(tag=PRECISION_TAG,
+                             simple_value=result.precision)]
+  values += [tf.Summary.Value(tag='per_class_precision/' + name,
+                              simple_value=p)
+             for name, p in zip(class_names, per_class)]
+  png = confusion_png(result.confusion, class_names)
+  height, width = _png_size(png)
+  values.append(tf.Summary.Value(tag='confusion_matrix', image=tf.Summary.Image(
+      encoded_image_string=png, height=height, width=width, colorspace=4)))
+  return tf.Summary(value=values)
+
+
+def _png_size(png):
+  """(height, width) from a PNG's header."""
+  width, height = struct.unpack('>II', png[16:24])
+  return height, width
 
 
 def checkpoints(checkpoint_dir):
@@ -168,7 +228,7 @@ def evaluate(cfg):
       for step, path in todo:
         started = time.time()
         try:
-          precision = graph.precision(path)
+          result = graph.run(path)
         except CheckpointError as e:
           tries[step] += 1
           if not tf.io.gfile.exists(path + '.index'):
@@ -183,11 +243,10 @@ def evaluate(cfg):
             log.info('step %d: could not read %s yet (%s); will retry', step,
                      path, e)
           continue
-        results[step] = precision
-        _report(step, precision, '%d examples, %.1f s' % (
+        results[step] = result.precision
+        _report(step, result.precision, '%d examples, %.1f s' % (
             graph.num_examples, time.time() - started))
-        writer.add_summary(tf.Summary(value=[tf.Summary.Value(
-            tag=PRECISION_TAG, simple_value=precision)]), step)
+        writer.add_summary(result_summary(result), step)
         writer.flush()
       if cfg.run_once and latest not in results and latest not in skipped:
         time.sleep(1)   # retry the unreadable checkpoint soon

@@ -12,6 +12,7 @@ import tensorflow.compat.v1 as tf
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_eval
 from cifar10_tutorial import cifar10_input
+from cifar10_tutorial import defaults
 from conftest import Running, run_module, summary_tags
 
 
@@ -61,6 +62,14 @@ def test_eval_run_once_reports_precision_and_writes_a_summary(trained_run,
             if v.tag == 'Precision @ 1']
   assert len(values) == 1 and values[0][0] == 6
   assert abs(values[0][1] - float(match.group(1))) < 5e-4
+  tags = summary_tags(eval_dir)
+  for name in defaults.CLASS_NAMES:
+    assert tags['per_class_precision/' + name] == [6]
+  assert tags['confusion_matrix'] == [6]
+  png = [v.image for path in events for e in tf.train.summary_iterator(path)
+         for v in e.summary.value if v.tag == 'confusion_matrix'][0]
+  pixels = tf.io.decode_png(png.encoded_image_string).numpy()
+  assert pixels.shape[:2] == (png.height, png.width) and pixels.std() > 0
 
 
 def test_eval_takes_relative_paths_like_make_eval(trained_run, tmp_path):
@@ -108,7 +117,13 @@ def test_eval_counts_exactly_num_examples_with_a_partial_last_batch(
   path = tf.train.latest_checkpoint(trained_run['train_dir'])
   images, labels = trained_run['test']
   expected = _independent_precision(path, images[:13], labels[:13])
-  assert graph.precision(path) == expected
+  result = graph.run(path)
+  assert result.precision == expected
+  # The confusion matrix counts the same 13 images, by their true class.
+  assert result.confusion.sum() == 13
+  np.testing.assert_array_equal(result.confusion.sum(axis=1),
+                                np.bincount(labels[:13], minlength=10))
+  assert np.trace(result.confusion) == round(expected * 13)
   # And the whole file (30) with a batch that does not divide it.
   graph = cifar10_eval.EvalGraph(_eval_cfg(trained_run, tmp_path,
                                            '--batch_size', '7'))
