@@ -14,6 +14,7 @@ RUN_ONCE ?= 0
 NUM_GPUS ?= 2
 CIFAR10_ARCHIVE ?=
 PORT ?= 6006
+PLOT ?= train_dirs/cifar10_plot.png
 TF_LOGS ?= 0
 # Extra flags for the program a target runs, e.g. ARGS="--log_frequency 100".
 ARGS ?=
@@ -21,7 +22,7 @@ ARGS ?=
 STAMP := $(VENV)/.installed-stamp
 TF_FLAGS := $(if $(filter 1,$(TF_LOGS)),--tf_logs)
 
-.PHONY: install data train train-multigpu eval tensorboard test bench clean
+.PHONY: install data train train-multigpu eval tensorboard plot test bench clean
 
 install: $(STAMP)
 
@@ -54,6 +55,10 @@ eval: data
 tensorboard: $(STAMP)
 	@echo "TensorBoard for $(LOGDIR): http://127.0.0.1:$(PORT)/"
 	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host 127.0.0.1 --port $(PORT)
+
+plot: $(STAMP)
+	$(PY) -m cifar10_tutorial.plot --train_dir $(TRAIN_DIR) \
+	  --eval_dir $(EVAL_DIR) --out $(PLOT)
 
 bench: data
 	$(PY) -m cifar10_tutorial.bench --data_dir $(DATA_DIR) $(ARGS)

@@ -150,8 +150,10 @@ def loss_averages(losses):
   Returns (update op, summaries): each loss is shown raw and averaged, since
   the raw per-batch value is noisy.
   """
+  # zero_debias, as TensorFlow 1.0 did by itself for averages of tensors:
+  # the first average is the first loss, not a tenth of it.
   averages = tf.train.ExponentialMovingAverage(defaults.LOSS_AVERAGE_DECAY,
-                                               name='avg')
+                                               zero_debias=True, name='avg')
   before = set(tf.global_variables())
   update = averages.apply(losses)
   # The averages only smooth the summaries: make them local variables, so
@@ -164,7 +166,11 @@ def loss_averages(losses):
   summaries = []
   for l in losses:
     summaries.append(summary.scalar(l.op.name + ' (raw)', l))
-    summaries.append(summary.scalar(l.op.name, averages.average(l)))
+    # Read the average after this step's update: before it, the first
+    # summary would show 0 instead of the first loss.
+    with tf.control_dependencies([update]):
+      average = tf.identity(averages.average(l))
+    summaries.append(summary.scalar(l.op.name, average))
   return update, summaries
 
 

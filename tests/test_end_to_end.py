@@ -38,6 +38,14 @@ def test_training_logs_and_checkpoints_without_shutdown_noise(trained_run):
               'train_input/examples/fraction_full'):
     assert tag in tags, sorted(tags)
   assert tags['examples_per_sec'] == [2, 4, 6]
+  # The averaged loss starts at the first loss (not at 0 or a tenth of it).
+  first = {}
+  for path in glob.glob(os.path.join(trained_run['train_dir'], 'events.*')):
+    for event in tf.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag in ('total_loss', 'total_loss (raw)'):
+          first.setdefault(value.tag, value.simple_value)
+  assert first['total_loss'] == first['total_loss (raw)'] > 1
   with open(os.path.join(trained_run['train_dir'], 'config.json')) as f:
     assert json.load(f)['batch_size'] == 8
   for noise in ('Enqueue operation was cancelled', 'Traceback',

@@ -1,0 +1,101 @@
+"""Plots a run: training loss and eval precision @ 1, by step and by time.
+
+    python -m cifar10_tutorial.plot --train_dir train_dirs/cifar10_train \\
+        --eval_dir train_dirs/cifar10_eval --out train_dirs/cifar10_plot.png
+
+Reads the event files that the trainer and the eval loop wrote (the same
+values TensorBoard shows: the averaged `total_loss`, and `Precision @ 1`)
+and writes one PNG: loss and precision against the global step, and against
+hours of wall time since the run started. This is what `make plot` runs.
+"""
+if __name__ == '__main__':
+  from cifar10_tutorial import quiet
+  quiet.install()
+
+import argparse
+import glob
+import logging
+import os
+import sys
+
+import tensorflow.compat.v1 as tf
+
+log = logging.getLogger('cifar10_tutorial')
+LOSS_TAG = 'total_loss'
+PRECISION_TAG = 'Precision @ 1'
+
+
+def read_scalars(directory, tag):
+  """[(wall_time, step, value)] of a tag in a folder's event files, by step."""
+  found = {}
+  for path in sorted(glob.glob(os.path.join(directory, 'events.out.*'))):
+    try:
+      for event in tf.train.summary_iterator(path):
+        for value in event.summary.value:
+          if value.tag == tag:
+            found[event.step] = (event.wall_time, event.step,
+                                 value.simple_value)
+    except tf.errors.DataLossError:
+      pass   # the end of a file cut short by a crash: keep what was read
+  return [found[step] for step in sorted(found)]
+
+
+def plot(train_dir, eval_dir, out):
+  """Writes the PNG; returns (loss points, precision points)."""
+  loss = read_scalars(train_dir, LOSS_TAG)
+  precision = read_scalars(eval_dir, PRECISION_TAG)
+  if not loss and not precision:
+    raise ValueError('%s, %s: expected event files with %r or %r, found none '
+                     '(train and evaluate first)' % (train_dir, eval_dir,
+                                                     LOSS_TAG, PRECISION_TAG))
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot
+  start = min(p[0] for p in loss + precision)
+  figure, rows = pyplot.subplots(2, 1, figsize=(8, 7), dpi=90)
+  for axes, x_of, x_label in [
+      (rows[0], lambda p: p[1], 'global step'),
+      (rows[1], lambda p: (p[0] - start) / 3600.0, 'hours since start')]:
+    axes.plot([x_of(p) for p in loss], [p[2] for p in loss], color='tab:red',
+              label='training loss (averaged)')
+    axes.set_xlabel(x_label)
+    axes.set_ylabel('total loss', color='tab:red')
+    right = axes.twinx()
+    right.plot([x_of(p) for p in precision], [p[2] for p in precision], 'o-',
+               color='tab:blue', label='eval precision @ 1')
+    right.set_ylabel('precision @ 1', color='tab:blue')
+    right.set_ylim(0, 1)
+    axes.grid(alpha=0.3)
+  rows[0].set_title('%s / %s' % (train_dir, eval_dir))
+  figure.tight_layout()
+  os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
+  figure.savefig(out)
+  pyplot.close(figure)
+  return loss, precision
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(
+      description=__doc__,
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p.add_argument('--train_dir', default='train_dirs/cifar10_train',
+                 help='the trainer\'s event files')
+  p.add_argument('--eval_dir', default='train_dirs/cifar10_eval',
+                 help='the eval loop\'s event files')
+  p.add_argument('--out', default='train_dirs/cifar10_plot.png',
+                 help='the PNG to write')
+  args = p.parse_args(sys.argv[1:] if argv is None else argv)
+  logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                      format='%(message)s')
+  try:
+    loss, precision = plot(args.train_dir, args.eval_dir, args.out)
+  except ValueError as e:
+    log.error('error: %s', e)
+    return 1
+  log.info('wrote %s (%d loss points, %d precision points)', args.out,
+           len(loss), len(precision))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
