@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from cifar10_tutorial import defaults
+from cifar10_tutorial import flags
 from cifar10_tutorial import records
 
 CONFIGS = {
@@ -116,16 +117,17 @@ def _run(name, args, data_dir):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(
-      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--data_dir', default='data')
+  p = flags.parser(__doc__)
+  p.add_argument('--data_dir', default='data',
+                 help='real data here if present, else synthetic records')
   p.add_argument('--configs', default='tutorial,onednn,default,towers2',
                  help='comma-separated, from: ' + ', '.join(CONFIGS))
   p.add_argument('--steps', type=int, default=200, help='timed steps')
   p.add_argument('--warmup', type=int, default=30, help='untimed steps first')
   p.add_argument('--rounds', type=int, default=2,
                  help='times each configuration runs, alternating')
-  p.add_argument('--batch_size', type=int, default=defaults.BATCH_SIZE)
+  p.add_argument('--batch_size', type=int, default=defaults.BATCH_SIZE,
+                 help='examples per step (per tower)')
   p.add_argument('--json', default='train_dirs/bench.json',
                  help='where the results go')
   p.add_argument('--worker', help=argparse.SUPPRESS)

@@ -12,7 +12,6 @@ with labels 0-9. Extraction goes to a temporary folder that is renamed into
 place only once it checks out, so an interrupted or bad extraction never
 leaves a half-written data set. A download that fails its md5 is removed.
 """
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -28,6 +27,7 @@ import urllib.request
 import zlib
 
 from cifar10_tutorial import defaults
+from cifar10_tutorial import flags
 from cifar10_tutorial import records
 
 log = logging.getLogger('cifar10_tutorial')
@@ -172,9 +172,7 @@ def _prepare(data_dir, archive, url, md5):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(
-      description=__doc__,
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p = flags.parser(__doc__)
   p.add_argument('--data_dir', default='data',
                  help='where cifar-10-batches-bin/ goes')
   p.add_argument('--archive', default=os.environ.get('CIFAR10_ARCHIVE') or None,

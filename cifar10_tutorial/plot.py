@@ -12,13 +12,14 @@ if __name__ == '__main__':
   from cifar10_tutorial import quiet
   quiet.install()
 
-import argparse
 import glob
 import logging
 import os
 import sys
 
 import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial import flags
 
 log = logging.getLogger('cifar10_tutorial')
 LOSS_TAG = 'total_loss'
@@ -75,9 +76,7 @@ def plot(train_dir, eval_dir, out):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(
-      description=__doc__,
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p = flags.parser(__doc__)
   p.add_argument('--train_dir', default='train_dirs/cifar10_train',
                  help='the trainer\'s event files')
   p.add_argument('--eval_dir', default='train_dirs/cifar10_eval',

@@ -1,4 +1,7 @@
 """Flags parse as a user means them; bad ones fail with one clear line."""
+import importlib
+import re
+
 import pytest
 
 from cifar10_tutorial import cifar10_eval
@@ -38,3 +41,24 @@ def test_max_steps_must_be_positive(capsys):
   with pytest.raises(SystemExit):
     cifar10_train.parse_args(['--max_steps', '0'])
   assert 'expected a number above 0' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('module', [
+    'cifar10_train', 'cifar10_multi_gpu_train', 'cifar10_eval', 'cifar10_data',
+    'plot', 'bench'])
+def test_every_entry_point_documents_each_option_and_its_default(module,
+                                                                 capsys):
+  entry = importlib.import_module('cifar10_tutorial.' + module)
+  with pytest.raises(SystemExit) as e:
+    entry.main(['--help'])
+  assert e.value.code == 0
+  text = capsys.readouterr().out
+  # The options section, one entry per option (argparse wraps long lines).
+  section = text.split('\noptions:\n', 1)[1]
+  entries = re.split(r'\n(?=  -)', section)
+  options = {e.split()[0].rstrip(','): ' '.join(e.split()) for e in entries
+             if e.strip().startswith('--') and not e.strip().startswith(
+                 '--help')}
+  assert len(options) >= 3
+  for option, entry_text in options.items():
+    assert '(default:' in entry_text, entry_text
