@@ -16,7 +16,6 @@ if __name__ == '__main__':
   quiet.install()
 
 import collections
-import glob
 import io
 import logging
 import os
@@ -33,6 +32,7 @@ from cifar10_tutorial import defaults
 from cifar10_tutorial import flags
 from cifar10_tutorial import progress
 from cifar10_tutorial import stopping
+from cifar10_tutorial import summaries
 
 log = logging.getLogger('cifar10_tutorial')
 
@@ -172,16 +172,8 @@ def checkpoints(checkpoint_dir):
 
 def written_results(eval_dir):
   """{step: precision} that earlier runs already wrote to eval_dir."""
-  results = {}
-  for path in sorted(glob.glob(os.path.join(eval_dir, 'events.out.*'))):
-    try:
-      for event in tf.train.summary_iterator(path):
-        for value in event.summary.value:
-          if value.tag == PRECISION_TAG:
-            results[event.step] = value.simple_value
-    except tf.errors.DataLossError:
-      pass   # the end of a file cut short by a crash: keep what was read
-  return results
+  return {step: value for _, step, value in
+          summaries.read_scalars(eval_dir, PRECISION_TAG)}
 
 
 def _report(step, precision, note):

@@ -12,39 +12,22 @@ if __name__ == '__main__':
   from cifar10_tutorial import quiet
   quiet.install()
 
-import glob
 import logging
 import os
 import sys
 
-import tensorflow.compat.v1 as tf
-
 from cifar10_tutorial import flags
+from cifar10_tutorial import summaries
 
 log = logging.getLogger('cifar10_tutorial')
 LOSS_TAG = 'total_loss'
 PRECISION_TAG = 'Precision @ 1'
 
 
-def read_scalars(directory, tag):
-  """[(wall_time, step, value)] of a tag in a folder's event files, by step."""
-  found = {}
-  for path in sorted(glob.glob(os.path.join(directory, 'events.out.*'))):
-    try:
-      for event in tf.train.summary_iterator(path):
-        for value in event.summary.value:
-          if value.tag == tag:
-            found[event.step] = (event.wall_time, event.step,
-                                 value.simple_value)
-    except tf.errors.DataLossError:
-      pass   # the end of a file cut short by a crash: keep what was read
-  return [found[step] for step in sorted(found)]
-
-
 def plot(train_dir, eval_dir, out):
   """Writes the PNG; returns (loss points, precision points)."""
-  loss = read_scalars(train_dir, LOSS_TAG)
-  precision = read_scalars(eval_dir, PRECISION_TAG)
+  loss = summaries.read_scalars(train_dir, LOSS_TAG)
+  precision = summaries.read_scalars(eval_dir, PRECISION_TAG)
   if not loss and not precision:
     raise ValueError('%s, %s: expected event files with %r or %r, found none '
                      '(train and evaluate first)' % (train_dir, eval_dir,

@@ -1,10 +1,14 @@
-"""Summary ops whose TensorBoard tag is exactly the name given.
+"""Summary ops whose TensorBoard tag is exactly the name given, and reading
+scalars back from event files.
 
 tf.compat.v1.summary.scalar uses the op's name as the tag: inside a name
 scope it gets the scope twice ('tower_0/tower_0/cross_entropy') and, when an
 op of that name exists, a suffix ('cross_entropy_1'). The raw summary ops
 take the tag as an argument, so the tags read like the tutorial's names.
 """
+import glob
+import os
+
 import tensorflow.compat.v1 as tf
 
 
@@ -19,3 +23,19 @@ def histogram(tag, values):
 def image(tag, images, max_images=3):
   return tf.raw_ops.ImageSummary(tag=tag, tensor=images,
                                  max_images=max_images)
+
+
+def read_scalars(directory, tag):
+  """[(wall_time, step, value)] of a scalar tag in a folder's event files,
+  by step (the last value written for a step wins)."""
+  found = {}
+  for path in sorted(glob.glob(os.path.join(directory, 'events.out.*'))):
+    try:
+      for event in tf.train.summary_iterator(path):
+        for value in event.summary.value:
+          if value.tag == tag:
+            found[event.step] = (event.wall_time, event.step,
+                                 value.simple_value)
+    except tf.errors.DataLossError:
+      pass   # the end of a file cut short by a crash: keep what was read
+  return [found[step] for step in sorted(found)]

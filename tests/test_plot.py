@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from conftest import run_module
-from cifar10_tutorial import plot
+from cifar10_tutorial import summaries
 
 
 def test_plot_reads_the_run_and_writes_a_png(trained_run, tmp_path):
@@ -16,8 +16,8 @@ def test_plot_reads_the_run_and_writes_a_png(trained_run, tmp_path):
                       '--eval_dir', eval_dir, '--out', out)
   assert result.returncode == 0, result.stdout + result.stderr
   assert 'points' in result.stdout
-  loss = plot.read_scalars(trained_run['train_dir'], 'total_loss')
-  precision = plot.read_scalars(eval_dir, 'Precision @ 1')
+  loss = summaries.read_scalars(trained_run['train_dir'], 'total_loss')
+  precision = summaries.read_scalars(eval_dir, 'Precision @ 1')
   assert [p[1] for p in precision] == [6] and loss
   with open(out, 'rb') as f:
     pixels = tf.io.decode_png(f.read()).numpy()
