@@ -24,11 +24,66 @@ Model = collections.namedtuple(
     'Model', ['logits', 'weight_losses', 'activations', 'variables'])
 
 
-class _Layers(object):
-  """Collects what each layer makes, so inference can return it."""
+PRECISIONS = ('fp32', 'bf16', 'bf16_emulated')
 
-  def __init__(self):
+
+def cpu_flags(path='/proc/cpuinfo'):
+  """The CPU's feature flags (empty where /proc/cpuinfo is not readable)."""
+  try:
+    with open(path) as f:
+      for line in f:
+        if line.startswith('flags'):
+          return set(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  return set()
+
+
+def precision_warning(precision, gpus, flags=None):
+  """Why `precision` will be slow on this machine, or None.
+
+  TensorFlow's fast (oneDNN) bfloat16 kernels need AVX-512; without it and
+  without a GPU, bf16 runs in fallback kernels many times slower than fp32.
+  """
+  flags = cpu_flags() if flags is None else flags
+  if precision != 'bf16' or gpus or 'avx512f' in flags:
+    return None
+  return ('--precision bf16 on a CPU without AVX-512 or bfloat16 units and '
+          'no GPU runs in TensorFlow\'s slow fallback kernels: expect it to '
+          'be many times slower than fp32. --precision bf16_emulated gives '
+          'the same numbers at fp32 speed.')
+
+
+def _to_bf16_and_back(x):
+  return tf.cast(tf.cast(x, tf.bfloat16), tf.float32)
+
+
+class _Layers(object):
+  """Collects what each layer makes, so inference can return it.
+
+  `precision` is what the convolutions and matrix products run in. With
+  'bf16', each of them casts its input and weights to bfloat16 and its
+  output back to float32; variables, biases, pooling, LRN, the loss and
+  every gradient that reaches a variable stay float32. 'bf16_emulated'
+  rounds the same tensors to bfloat16 (and the gradients through them, as
+  the casts' gradients do) but multiplies in float32 kernels. Products of
+  bfloat16 values are exact in float32 and bfloat16 matrix units accumulate
+  in float32, so this gives bf16's numbers at float32's speed: for checking
+  its accuracy on a CPU without bfloat16 units, where real bf16 is slow.
+  """
+
+  def __init__(self, precision='fp32'):
     self.weight_losses, self.activations, self.variables = [], [], []
+    self.precision = precision
+
+  def _product(self, op, inputs, weights):
+    if self.precision == 'bf16':
+      return tf.cast(op(tf.cast(inputs, tf.bfloat16),
+                        tf.cast(weights, tf.bfloat16)), tf.float32)
+    if self.precision == 'bf16_emulated':
+      return _to_bf16_and_back(op(_to_bf16_and_back(inputs),
+                                  _to_bf16_and_back(weights)))
+    return op(inputs, weights)
 
   def variable(self, name, shape, stddev=None, bias=None, wd=0.0):
     """A truncated-normal weight (with optional L2 decay) or a constant bias."""
@@ -49,7 +104,9 @@ class _Layers(object):
       kernel = self.variable('weights', [5, 5, inputs.shape[-1], out_depth],
                              stddev=defaults.CONV_STDDEV)
       biases = self.variable('biases', [out_depth], bias=bias)
-      conv = tf.nn.conv2d(inputs, kernel, [1, 1, 1, 1], padding='SAME')
+      conv = self._product(
+          lambda x, k: tf.nn.conv2d(x, k, [1, 1, 1, 1], padding='SAME'),
+          inputs, kernel)
       return self._relu(tf.nn.bias_add(conv, biases), scope.name)
 
   def dense(self, name, inputs, units, stddev, bias, wd, relu=True):
@@ -57,7 +114,7 @@ class _Layers(object):
       weights = self.variable('weights', [inputs.shape[-1], units],
                               stddev=stddev, wd=wd)
       biases = self.variable('biases', [units], bias=bias)
-      out = tf.matmul(inputs, weights) + biases
+      out = self._product(tf.matmul, inputs, weights) + biases
       if relu:
         return self._relu(out, scope.name)
       out = tf.identity(out, name=scope.name)
@@ -106,17 +163,22 @@ def _lrn(x, name, impl):
                    alpha=defaults.LRN_ALPHA, beta=defaults.LRN_BETA, name=name)
 
 
-def inference(images, lrn='matmul'):
+def inference(images, lrn='matmul', precision='fp32'):
   """Builds the network on a batch of 24x24x3 images of any batch size.
 
   `lrn` picks the local response normalization: 'matmul' (lrn_matmul, the
   default) or 'tf' (tf.nn.lrn, as the tutorial wrote it); same numbers.
+  `precision` 'bf16' runs the convolutions and matrix products in bfloat16
+  (for CPUs with bfloat16 matrix units, and GPUs); 'fp32' is the tutorial.
   Variables are created with get_variable, so a second call inside
   `tf.variable_scope(..., reuse=True)` (the multi-GPU towers) shares them.
   Returns a Model: logits [batch, 10] and the weight-decay losses, activations
   and variables that the loss and summaries need.
   """
-  layers = _Layers()
+  if precision not in PRECISIONS:
+    raise ValueError('precision: expected one of %s, found %r' %
+                     (', '.join(PRECISIONS), precision))
+  layers = _Layers(precision)
   x = layers.conv('conv1', images, 64, bias=0.0)
   x = _lrn(_pool(x, 'pool1'), 'norm1', lrn)
   x = layers.conv('conv2', x, 64, bias=0.1)

@@ -53,14 +53,15 @@ class EvalGraph(object):
     self.graph = tf.Graph()
     with self.graph.as_default():
       queue = cifar10_input.eval_queue(cfg.data_dir, cfg.batch_size,
-                                       eval_data=cfg.eval_data == 'test')
+                                       eval_data=cfg.eval_data == 'test',
+                                       pipeline=cfg.input_pipeline)
       self.num_examples = cfg.num_examples or queue.num_records
       if self.num_examples > queue.num_records:
         raise cifar10_input.DataError(
             '%s: --num_examples %d is more than the %d records there' %
             (cfg.data_dir, self.num_examples, queue.num_records))
       images, labels = queue.dequeue(cfg.batch_size)
-      model = cifar10.inference(images, lrn=cfg.lrn)
+      model = cifar10.inference(images, lrn=cfg.lrn, precision=cfg.precision)
       # Precision @ 1 as the tutorial computes it; argmax for the confusion
       # matrix (they differ only on exact ties of the top logits).
       self.fetches = [tf.nn.in_top_k(model.logits, labels, 1),
@@ -261,7 +262,10 @@ def parse_args(argv):
                  help='examples to evaluate (default: all of them, 10,000 '
                       'for the test set)')
   p.add_argument('--batch_size', type=flags.positive_int,
-                 default=defaults.BATCH_SIZE, help='eval batch size')
+                 default=defaults.EVAL_BATCH_SIZE,
+                 help='eval batch size, independent of training\'s (the '
+                      'tutorial used 128; the result does not depend on it)')
+  flags.add_input_pipeline_flag(p)
   p.add_argument('--eval_interval_secs', type=flags.positive_int,
                  default=defaults.EVAL_INTERVAL_SECS,
                  help='seconds between looks for new checkpoints')
@@ -277,6 +281,11 @@ def parse_args(argv):
 def main(argv=None):
   cfg = parse_args(sys.argv[1:] if argv is None else argv)
   flags.setup_logging(cfg)
+  gpus = 0 if cfg.eval_device == 'cpu' else len(
+      tf.config.list_physical_devices('GPU'))
+  warning = cifar10.precision_warning(cfg.precision, gpus)
+  if warning:
+    log.warning('warning: %s', warning)
 
   def first(signum):
     raise stopping.Interrupted(signum, 'eval stopped')

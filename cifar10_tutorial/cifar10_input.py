@@ -9,6 +9,15 @@ batches:
 Background threads (queue runners) fill the queues; the trainer and the eval
 loop dequeue batches from the example queue. Records are streamed from the
 files: the data set is never held in memory.
+
+Two ways to fill the example queue, with the same distributions:
+
+  per_example  the tutorial's: each thread reads one record, distorts it with
+               tf.image's single-image ops and enqueues it.
+  batched      each thread reads a chunk of records in one reader call,
+               distorts the whole chunk at once (every example still draws
+               its own crop, flip, brightness and contrast) and enqueues the
+               chunk in one call. Far fewer, larger ops per example.
 """
 import collections
 
@@ -40,18 +49,81 @@ def read_cifar10(filename_queue):
   return Record(key, label, tf.transpose(planes, [1, 2, 0]))
 
 
-def distort(image):
-  """The tutorial's training distortions, in its order, on a float image."""
+def read_cifar10_many(filename_queue, num_records):
+  """Reads up to `num_records` records in one reader call.
+
+  Returns a Record of batches: `key` [n], `label` [n] int32 and `uint8image`
+  [n, 32, 32, 3]. A call may return fewer than asked at the end of a file.
+  """
+  reader = tf.FixedLengthRecordReader(record_bytes=defaults.RECORD_BYTES)
+  keys, values = reader.read_up_to(filename_queue, num_records)
+  recs = tf.reshape(tf.decode_raw(values, tf.uint8),
+                    [-1, defaults.RECORD_BYTES])
+  labels = tf.cast(recs[:, 0], tf.int32)
+  planes = tf.reshape(recs[:, defaults.LABEL_BYTES:],
+                      [-1, defaults.DEPTH, defaults.SOURCE_HEIGHT,
+                       defaults.SOURCE_WIDTH])
+  return Record(keys, labels, tf.transpose(planes, [0, 2, 3, 1]))
+
+
+def random_distortions(image):
+  """The tutorial's random distortions, in its order, on one float image:
+  24x24 crop, left-right flip, brightness, contrast (not yet standardized)."""
   size = defaults.IMAGE_SIZE
   image = tf.random_crop(image, [size, size, defaults.DEPTH])
   image = tf.image.random_flip_left_right(image)
   image = tf.image.random_brightness(image,
                                      max_delta=defaults.MAX_BRIGHTNESS_DELTA)
-  image = tf.image.random_contrast(image, lower=defaults.CONTRAST_LOWER,
-                                   upper=defaults.CONTRAST_UPPER)
+  return tf.image.random_contrast(image, lower=defaults.CONTRAST_LOWER,
+                                  upper=defaults.CONTRAST_UPPER)
+
+
+def distort(image):
+  """The tutorial's training preprocessing of one float image."""
   # Standardize each image (zero mean, unit variance) last, so the brightness
   # and contrast changes above do not shift what the network sees on average.
-  return tf.image.per_image_standardization(image)
+  return tf.image.per_image_standardization(random_distortions(image))
+
+
+def _uniform(n, low, high, dtype=tf.float32):
+  """One draw per example, shaped to broadcast over [n, h, w, depth]."""
+  return tf.random.uniform([n, 1, 1, 1], low, high, dtype=dtype)
+
+
+def random_distortions_batch(images):
+  """`random_distortions` on a batch [n, 32, 32, 3] (uint8 or float), every
+  example with its own draws, from the same distributions:
+
+    crop offsets  uniform integers 0..8, row and column apart
+    flip          with probability 1/2
+    brightness    + delta, delta uniform in [-63, 63)
+    contrast      (x - mean) * factor + mean, per channel, factor uniform in
+                  [0.2, 1.8)
+
+  The crop and the flip are one gather of rows and one of columns (a flip
+  reads the crop's columns backwards), done before the cast to float so
+  they move a quarter of the bytes. Returns float32 [n, 24, 24, 3].
+  """
+  size = defaults.IMAGE_SIZE
+  n = tf.shape(images)[0]
+  span = tf.range(size)
+  rows = _uniform(n, 0, defaults.SOURCE_HEIGHT - size + 1, tf.int32)
+  cols = _uniform(n, 0, defaults.SOURCE_WIDTH - size + 1, tf.int32)
+  flip = _uniform(n, 0.0, 1.0) < 0.5
+  rows = rows[:, 0, 0, :] + span
+  cols = cols[:, 0, 0, :] + tf.where_v2(flip[:, 0, 0, :], span[::-1], span)
+  images = tf.gather(images, rows, axis=1, batch_dims=1)
+  images = tf.cast(tf.gather(images, cols, axis=2, batch_dims=1), tf.float32)
+  delta = defaults.MAX_BRIGHTNESS_DELTA
+  images += _uniform(n, -delta, delta)
+  mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+  factor = _uniform(n, defaults.CONTRAST_LOWER, defaults.CONTRAST_UPPER)
+  return (images - mean) * factor + mean
+
+
+def distort_batch(images):
+  """`distort` on a batch [n, 32, 32, 3]: float32 [n, 24, 24, 3]."""
+  return tf.image.per_image_standardization(random_distortions_batch(images))
 
 
 def central_crop(image):
@@ -59,6 +131,15 @@ def central_crop(image):
   size = defaults.IMAGE_SIZE
   image = tf.image.resize_image_with_crop_or_pad(image, size, size)
   return tf.image.per_image_standardization(image)
+
+
+def central_crop_batch(images):
+  """`central_crop` on a batch [n, 32, 32, 3]: float32 [n, 24, 24, 3]."""
+  top = (defaults.SOURCE_HEIGHT - defaults.IMAGE_SIZE) // 2
+  left = (defaults.SOURCE_WIDTH - defaults.IMAGE_SIZE) // 2
+  crop = images[:, top:top + defaults.IMAGE_SIZE,
+                left:left + defaults.IMAGE_SIZE]
+  return tf.image.per_image_standardization(tf.cast(crop, tf.float32))
 
 
 class ExampleQueue(object):
@@ -93,12 +174,17 @@ class ExampleQueue(object):
 
 
 def min_queue_examples(num_records):
-  """The warm-up: 40% of an epoch (20,000 of the 50,000 training records)."""
-  return max(1, int(num_records * defaults.MIN_FRACTION_OF_EXAMPLES_IN_QUEUE))
+  """The warm-up: 40% of an epoch (20,000 of the 50,000 training records).
+
+  Fewer on smaller data (tests); never more than the tutorial's 20,000, so
+  the memory the queue holds stays the same however many records there are.
+  """
+  epoch = min(num_records, defaults.EXAMPLES_PER_EPOCH_TRAIN)
+  return max(1, int(epoch * defaults.MIN_FRACTION_OF_EXAMPLES_IN_QUEUE))
 
 
 def _example_queue(files, preprocess, batch_size, num_threads, shuffle,
-                   num_epochs, name):
+                   num_epochs, pipeline, name):
   num_records = records.check_record_files(files)
   warmup = min_queue_examples(num_records)
   capacity = warmup + 3 * batch_size
@@ -108,31 +194,44 @@ def _example_queue(files, preprocess, batch_size, num_threads, shuffle,
     filename_queue = tf.train.string_input_producer(
         files, num_epochs=num_epochs, shuffle=shuffle,
         capacity=defaults.FILENAME_QUEUE_CAPACITY)
-    record = read_cifar10(filename_queue)
-    image = preprocess(tf.cast(record.uint8image, tf.float32))
     if shuffle:
       queue = tf.RandomShuffleQueue(capacity, warmup, [tf.float32, tf.int32],
                                     shapes=shapes, name='examples')
     else:
       queue = tf.FIFOQueue(capacity, [tf.float32, tf.int32], shapes=shapes,
                            name='examples')
-    enqueue = queue.enqueue([image, record.label])
+    if pipeline == 'batched':
+      chunk = read_cifar10_many(filename_queue, defaults.READ_CHUNK)
+      enqueue = queue.enqueue_many([PREPROCESS_BATCH[preprocess](
+          chunk.uint8image), chunk.label])
+    elif pipeline == 'per_example':
+      record = read_cifar10(filename_queue)
+      enqueue = queue.enqueue([preprocess(tf.cast(record.uint8image,
+                                                  tf.float32)), record.label])
+    else:
+      raise ValueError('pipeline: expected one of %s, found %r' %
+                       (', '.join(PIPELINES), pipeline))
     # Each thread runs the whole read-and-preprocess subgraph on its own
-    # record. MonitoredSession starts the runners found in this collection.
+    # record or chunk. MonitoredSession starts the runners in this collection.
     tf.train.add_queue_runner(tf.train.QueueRunner(queue,
                                                    [enqueue] * num_threads))
   return ExampleQueue(queue, capacity, warmup, num_records,
                       partial_batches=not shuffle)
 
 
-def train_queue(data_dir, batch_size, num_threads=None):
+PIPELINES = ('batched', 'per_example')
+PREPROCESS_BATCH = {distort: distort_batch, central_crop: central_crop_batch}
+
+
+def train_queue(data_dir, batch_size, num_threads=None, pipeline='batched'):
   """The shuffled queue of distorted training examples, read forever."""
   return _example_queue(records.data_files(data_dir), distort, batch_size,
                         num_threads or defaults.INPUT_THREADS, shuffle=True,
-                        num_epochs=None, name='train_input')
+                        num_epochs=None, pipeline=pipeline, name='train_input')
 
 
-def eval_queue(data_dir, batch_size, eval_data=True, num_threads=1):
+def eval_queue(data_dir, batch_size, eval_data=True, num_threads=1,
+               pipeline='batched'):
   """The unshuffled queue of centrally cropped examples: exactly one pass.
 
   `eval_data` picks the test file (True) or the training files (False).
@@ -141,14 +240,17 @@ def eval_queue(data_dir, batch_size, eval_data=True, num_threads=1):
   """
   return _example_queue(records.data_files(data_dir, eval_data), central_crop,
                         batch_size, num_threads, shuffle=False, num_epochs=1,
-                        name='eval_input')
+                        pipeline=pipeline, name='eval_input')
 
 
-def distorted_inputs(data_dir, batch_size, num_threads=None):
+def distorted_inputs(data_dir, batch_size, num_threads=None,
+                     pipeline='batched'):
   """Training batches: (images [batch, 24, 24, 3], labels [batch])."""
-  return train_queue(data_dir, batch_size, num_threads).dequeue(batch_size)
+  return train_queue(data_dir, batch_size, num_threads,
+                     pipeline).dequeue(batch_size)
 
 
-def inputs(eval_data, data_dir, batch_size):
+def inputs(eval_data, data_dir, batch_size, pipeline='batched'):
   """Eval batches in file order, one pass; the last batch may be smaller."""
-  return eval_queue(data_dir, batch_size, eval_data).dequeue(batch_size)
+  return eval_queue(data_dir, batch_size, eval_data,
+                    pipeline=pipeline).dequeue(batch_size)

@@ -75,7 +75,7 @@ def _on(device):
   return place
 
 
-def tower_gradients(batches, devices, opt, lrn='matmul'):
+def tower_gradients(batches, devices, opt, lrn='matmul', precision='fp32'):
   """Builds one tower per (images, labels) batch, on its device.
 
   Variables are created by the first tower and reused by the others, so
@@ -87,7 +87,7 @@ def tower_gradients(batches, devices, opt, lrn='matmul'):
   for i, ((images, labels), device) in enumerate(zip(batches, devices)):
     with tf.device(_on(device)), tf.name_scope('tower_%d' % i):
       with tf.variable_scope(tf.get_variable_scope(), reuse=i > 0):
-        model = cifar10.inference(images, lrn=lrn)
+        model = cifar10.inference(images, lrn=lrn, precision=precision)
       total, losses = cifar10.loss(model, labels)
       update, loss_summaries = cifar10.loss_averages(losses + [total])
       all_grads.append(opt.compute_gradients(total, model.variables))
@@ -117,7 +117,8 @@ def build_graph(cfg, devices):
   with tf.device('/cpu:0'):
     global_step = tf.train.get_or_create_global_step()
   queue = cifar10_input.train_queue(cfg.data_dir, cfg.batch_size,
-                                    cfg.input_threads)
+                                    cfg.input_threads,
+                                    cfg.input_pipeline)
   examples_per_step = cfg.batch_size * len(devices)
   with tf.device('/cpu:0'):
     lr = cifar10.learning_rate(global_step, examples_per_step,
@@ -125,7 +126,7 @@ def build_graph(cfg, devices):
   opt = cifar10.gradient_descent(lr)
   batches = [queue.dequeue(cfg.batch_size) for _ in devices]
   tower_grads, totals, updates, summaries = tower_gradients(
-      batches, devices, opt, lrn=cfg.lrn)
+      batches, devices, opt, lrn=cfg.lrn, precision=cfg.precision)
   grads = average_gradients(tower_grads)
   with tf.device('/cpu:0'):
     train_op, more = cifar10.apply_and_average(grads, global_step, lr,

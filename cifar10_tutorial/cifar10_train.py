@@ -194,9 +194,10 @@ def build_graph(cfg):
   """The single-device training graph, in the current default graph."""
   global_step = tf.train.get_or_create_global_step()
   queue = cifar10_input.train_queue(cfg.data_dir, cfg.batch_size,
-                                    cfg.input_threads)
+                                    cfg.input_threads,
+                                    cfg.input_pipeline)
   images, labels = queue.dequeue(cfg.batch_size)
-  model = cifar10.inference(images, lrn=cfg.lrn)
+  model = cifar10.inference(images, lrn=cfg.lrn, precision=cfg.precision)
   total_loss, losses = cifar10.loss(model, labels)
   lr = cifar10.learning_rate(global_step, cfg.batch_size, queue.num_records)
   loss_update, summaries = cifar10.loss_averages(losses + [total_loss])
@@ -232,6 +233,10 @@ def guarded(train_fn, cfg, errors=()):
   def first(signum):
     log.info('stopping: finishing this step and saving a checkpoint '
              '(Ctrl-C again to quit at once)')
+  warning = cifar10.precision_warning(
+      cfg.precision, len(tf.config.list_physical_devices('GPU')))
+  if warning:
+    log.warning('warning: %s', warning)
   try:
     with stopping.on_signals(first):
       train_fn(cfg)

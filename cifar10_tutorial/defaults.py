@@ -39,6 +39,8 @@ FILENAME_QUEUE_CAPACITY = 32    # string_input_producer's default
 # Preprocessing threads: the later tutorial uses one per CPU (the oldest, 16).
 INPUT_THREADS = os.cpu_count() or 1
 BATCH_SIZE = 128
+# Not the tutorial's: records per reader call in the batched input path.
+READ_CHUNK = 128
 
 # --- Network (1,068,298 trainable parameters). ---
 CONV_STDDEV = 5e-2              # conv1, conv2 weights
@@ -66,3 +68,5 @@ MULTI_GPU_CHECKPOINT_STEPS = 1000
 
 # --- Evaluation. ---
 EVAL_INTERVAL_SECS = 300
+# Not the tutorial's (it evaluated in batches of 128): fewer, larger runs.
+EVAL_BATCH_SIZE = 500

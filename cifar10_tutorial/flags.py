@@ -78,6 +78,7 @@ def add_training_flags(p):
                  default=defaults.INPUT_THREADS,
                  help='preprocessing threads filling the example queue '
                       '(the tutorial: one per CPU)')
+  add_input_pipeline_flag(p)
   every = p.add_mutually_exclusive_group()
   every.add_argument('--save_checkpoint_secs', type=positive_int,
                      help='seconds between checkpoints (default: 600 for '
@@ -91,10 +92,27 @@ def add_training_flags(p):
   add_common_flags(p)
 
 
+def add_input_pipeline_flag(p):
+  p.add_argument('--input_pipeline', choices=['batched', 'per_example'],
+                 default='batched',
+                 help='batched: read and distort %d records per call, each '
+                      'with its own random draws (about 6x less CPU per '
+                      'example); per_example: one record per call, as in the '
+                      'tutorial. Same distributions' % defaults.READ_CHUNK)
+
+
 def add_model_flags(p):
   p.add_argument('--lrn', choices=['matmul', 'tf'], default='matmul',
                  help='local response normalization: matmul (a banded matrix '
                       'product, faster) or tf (tf.nn.lrn); same numbers')
+  p.add_argument('--precision', choices=['fp32', 'bf16', 'bf16_emulated'],
+                 default='fp32',
+                 help='bf16: convolutions and matrix products in bfloat16 '
+                      '(faster only on CPUs with bfloat16 matrix units, such '
+                      'as AMX, and on GPUs); variables, loss and averages '
+                      'stay float32. bf16_emulated: the same roundings in '
+                      'float32 kernels, to check bf16\'s accuracy on a CPU '
+                      'without bfloat16 units')
 
 
 def add_common_flags(p):

@@ -61,10 +61,13 @@ def test_eval_crop_is_the_standardized_centre():
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_training_batches_have_the_right_shapes_and_labels(tiny_data):
+@pytest.mark.parametrize('pipeline', cifar10_input.PIPELINES)
+def test_training_batches_have_the_right_shapes_and_labels(tiny_data,
+                                                           pipeline):
   data_dir, (_, train_labels), _ = tiny_data
   with tf.Graph().as_default():
-    queue = cifar10_input.train_queue(data_dir, batch_size=8, num_threads=2)
+    queue = cifar10_input.train_queue(data_dir, batch_size=8, num_threads=2,
+                                      pipeline=pipeline)
     assert queue.num_records == len(train_labels)
     assert queue.min_after_dequeue == int(len(train_labels) * 0.4)
     assert queue.capacity == queue.min_after_dequeue + 3 * 8
@@ -78,6 +81,8 @@ def test_training_batches_have_the_right_shapes_and_labels(tiny_data):
 def test_warmup_is_forty_percent_of_the_real_epoch():
   assert cifar10_input.min_queue_examples(50000) == 20000
   assert cifar10_input.min_queue_examples(10000) == 4000
+  # More records than the tutorial's epoch: its 20,000, so memory stays flat.
+  assert cifar10_input.min_queue_examples(500000) == 20000
 
 
 def test_data_dir_may_name_the_batches_folder_itself(tiny_data):
@@ -111,10 +116,13 @@ def test_missing_data_names_the_path_and_suggests_make_data(tmp_path):
   assert 'make data' in message
 
 
-def test_eval_inputs_read_every_record_once_in_file_order(tiny_data):
+@pytest.mark.parametrize('pipeline', cifar10_input.PIPELINES)
+def test_eval_inputs_read_every_record_once_in_file_order(tiny_data,
+                                                          pipeline):
   data_dir, _, (images, labels) = tiny_data   # 30 test records
   with tf.Graph().as_default():
-    batch = cifar10_input.inputs(True, data_dir, batch_size=8)
+    batch = cifar10_input.inputs(True, data_dir, batch_size=8,
+                                 pipeline=pipeline)
     sizes, seen = [], []
     with tf.Session() as sess:
       sess.run(tf.local_variables_initializer())
@@ -134,6 +142,43 @@ def test_eval_inputs_read_every_record_once_in_file_order(tiny_data):
   centre = images[-1, 4:28, 4:28].astype(np.float64)
   np.testing.assert_allclose(
       got_images[-1], (centre - centre.mean()) / centre.std(), atol=1e-4)
+
+
+def test_chunked_reads_return_every_record_exactly(tmp_path):
+  """Chunks of 4 over files of 7 and 3 records: short reads at file ends."""
+  paths, examples = [], []
+  for i, n in enumerate((7, 3)):
+    images, labels = random_examples(n, seed=10 + i)
+    paths.append(str(tmp_path / ('%d.bin' % i)))
+    with open(paths[-1], 'wb') as f:
+      f.write(record_bytes(images, labels))
+    examples += list(zip(images, labels))
+  with tf.Graph().as_default():
+    files = tf.train.string_input_producer(paths, num_epochs=1, shuffle=False)
+    chunk = cifar10_input.read_cifar10_many(files, 4)
+    got = []
+    with tf.Session() as sess:
+      sess.run(tf.local_variables_initializer())
+      coord = tf.train.Coordinator()
+      threads = tf.train.start_queue_runners(sess, coord)
+      try:
+        while True:
+          got.append(sess.run([chunk.uint8image, chunk.label]))
+      except tf.errors.OutOfRangeError:
+        pass
+      coord.request_stop()
+      coord.join(threads)
+  assert [len(labels) for _, labels in got] == [4, 3, 3]
+  images = np.concatenate([i for i, _ in got])
+  labels = np.concatenate([l for _, l in got])
+  np.testing.assert_array_equal(images, np.stack([i for i, _ in examples]))
+  np.testing.assert_array_equal(labels, [l for _, l in examples])
+
+
+def test_unknown_pipeline_is_refused(tiny_data):
+  with tf.Graph().as_default(), pytest.raises(ValueError) as e:
+    cifar10_input.train_queue(tiny_data[0], 8, pipeline='fast')
+  assert "found 'fast'" in str(e.value)
 
 
 def test_distorted_inputs_give_training_batches(tiny_data):
