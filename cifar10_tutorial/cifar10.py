@@ -17,6 +17,7 @@ import collections
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from cifar10_tutorial import captions
 from cifar10_tutorial import defaults
 from cifar10_tutorial import summaries as summary
 
@@ -276,10 +277,27 @@ def apply_and_average(grads_and_vars, global_step, lr, extra_updates=()):
   return train_op, summaries
 
 
-def activation_summaries(model, images):
-  """Histograms and sparsity of each layer, and a few input images."""
+def captioned_images(images, labels, count=3, scale=3):
+  """The first `count` images as TensorBoard should show them: each
+  stretched to 0..255, enlarged `scale` times (nearest pixel) and with its
+  class name drawn underneath. uint8 [count, height, width, 3]."""
+  images, labels = images[:count], labels[:count]
+  low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
+  high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
+  pixels = tf.cast(tf.round(255.0 * (images - low) /
+                            tf.maximum(high - low, 1e-6)), tf.uint8)
+  pixels = tf.repeat(tf.repeat(pixels, scale, axis=1), scale, axis=2)
+  names = tf.constant(captions.strips(defaults.CLASS_NAMES,
+                                      int(images.shape[2]) * scale))
+  return tf.concat([pixels, tf.gather(names, labels)], axis=1)
+
+
+def activation_summaries(model, images, labels):
+  """Histograms and sparsity of each layer, and a few input images with
+  their class names."""
   scope = tf.get_default_graph().get_name_scope()   # 'tower_1' in a tower
-  summaries = [summary.image(scope + '/images' if scope else 'images', images)]
+  summaries = [summary.image(scope + '/images' if scope else 'images',
+                             captioned_images(images, labels))]
   for x in model.activations:
     summaries.append(summary.histogram(x.op.name + '/activations', x))
     summaries.append(summary.scalar(x.op.name + '/sparsity',

@@ -93,7 +93,8 @@ def tower_gradients(batches, devices, opt, lrn='matmul', precision='fp32'):
       all_grads.append(opt.compute_gradients(total, model.variables))
       totals.append(total)
       updates.append(update)
-      summaries += loss_summaries + cifar10.activation_summaries(model, images)
+      summaries += loss_summaries + cifar10.activation_summaries(
+          model, images, labels)
   return all_grads, totals, updates, summaries
 
 

@@ -205,7 +205,8 @@ def build_graph(cfg):
                                                          model.variables)
   train_op, more = cifar10.apply_and_average(grads, global_step, lr,
                                              [loss_update])
-  summaries += more + cifar10.activation_summaries(model, images)
+  summaries += more + cifar10.activation_summaries(model, images,
+                                                        labels)
   summaries.append(queue.fill_summary())
   return TrainGraph(train_op, total_loss, global_step, summaries,
                     cfg.batch_size)

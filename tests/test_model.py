@@ -2,6 +2,7 @@
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from cifar10_tutorial import captions
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import defaults
 
@@ -110,3 +111,34 @@ def test_eval_restores_shadow_names():
     names = sorted(cifar10.restore_map(model.variables))
   assert names == sorted(n + '/ExponentialMovingAverage'
                          for n in TUTORIAL_VARIABLES)
+
+
+def test_summary_images_carry_their_class_names():
+  rng = np.random.RandomState(4)
+  images = rng.normal(size=(5, 24, 24, 3)).astype(np.float32)
+  labels = np.array([3, 9, 3, 0, 1], np.int32)     # cat, truck, cat, ...
+  with tf.Graph().as_default(), tf.Session() as sess:
+    got = sess.run(cifar10.captioned_images(tf.constant(images),
+                                            tf.constant(labels)))
+  assert got.dtype == np.uint8 and got.shape[0] == 3
+  height = 72 + captions.GLYPH + 2 * captions.MARGIN
+  assert got.shape[1:] == (height, 72, 3)
+  # The picture: the image stretched to 0..255 and enlarged 3 times.
+  first = images[0]
+  scaled = np.round(255 * (first - first.min()) / (first.max() - first.min()))
+  np.testing.assert_array_equal(got[0, :72:3, :72:3], scaled)
+  # Underneath: the class name, the same strip for the same class.
+  for i, label in enumerate(labels[:3]):
+    expected = captions.strip(defaults.CLASS_NAMES[label], 72)
+    np.testing.assert_array_equal(got[i, 72:, :, 0], expected)
+  assert not np.array_equal(got[0, 72:], got[1, 72:])
+
+
+def test_every_class_name_fits_and_reads_differently():
+  names = captions.strips(defaults.CLASS_NAMES, 72)
+  assert names.shape[0] == 10
+  flat = names.reshape(10, -1)
+  assert len({row.tobytes() for row in flat}) == 10
+  # Ink in each, never touching the sides.
+  assert (flat.max(axis=1) == 255).all()
+  assert not names[:, :, [0, -1]].any()
