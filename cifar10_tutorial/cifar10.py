@@ -227,13 +227,14 @@ def loss_averages(losses):
     graph.get_collection_ref(tf.GraphKeys.GLOBAL_VARIABLES).remove(var)
     graph.add_to_collection(tf.GraphKeys.LOCAL_VARIABLES, var)
   summaries = []
-  for l in losses:
-    summaries.append(summary.scalar(l.op.name + ' (raw)', l))
-    # Read the average after this step's update: before it, the first
-    # summary would show 0 instead of the first loss.
-    with tf.control_dependencies([update]):
-      average = tf.identity(averages.average(l))
-    summaries.append(summary.scalar(l.op.name, average))
+  with summary.scope():
+    for l in losses:
+      summaries.append(summary.scalar(l.op.name + ' (raw)', l))
+      # Read the average after this step's update: before it, the first
+      # summary would show 0 instead of the first loss.
+      with tf.control_dependencies([update]):
+        average = tf.identity(averages.average(l))
+      summaries.append(summary.scalar(l.op.name, average))
   return update, summaries
 
 
@@ -266,14 +267,15 @@ def apply_and_average(grads_and_vars, global_step, lr, extra_updates=()):
   the global step after its increment, as in the tutorial.
   """
   apply_op = gradient_descent(lr).apply_gradients(grads_and_vars, global_step)
-  with tf.control_dependencies([apply_op]):
+  with tf.control_dependencies([apply_op]), tf.name_scope('moving_averages'):
     average_op = moving_averages(global_step).apply(
         [v for _, v in grads_and_vars])
   train_op = tf.group(apply_op, average_op, *extra_updates, name='train')
-  summaries = [summary.scalar('learning_rate', lr)]
-  for grad, var in grads_and_vars:
-    summaries.append(summary.histogram(var.op.name, var))
-    summaries.append(summary.histogram(var.op.name + '/gradients', grad))
+  with summary.scope():
+    summaries = [summary.scalar('learning_rate', lr)]
+    for grad, var in grads_and_vars:
+      summaries.append(summary.histogram(var.op.name, var))
+      summaries.append(summary.histogram(var.op.name + '/gradients', grad))
   return train_op, summaries
 
 
@@ -296,12 +298,13 @@ def activation_summaries(model, images, labels):
   """Histograms and sparsity of each layer, and a few input images with
   their class names."""
   scope = tf.get_default_graph().get_name_scope()   # 'tower_1' in a tower
-  summaries = [summary.image(scope + '/images' if scope else 'images',
-                             captioned_images(images, labels))]
-  for x in model.activations:
-    summaries.append(summary.histogram(x.op.name + '/activations', x))
-    summaries.append(summary.scalar(x.op.name + '/sparsity',
-                                       tf.nn.zero_fraction(x)))
+  with summary.scope():
+    summaries = [summary.image(scope + '/images' if scope else 'images',
+                               captioned_images(images, labels))]
+    for x in model.activations:
+      summaries.append(summary.histogram(x.op.name + '/activations', x))
+      summaries.append(summary.scalar(x.op.name + '/sparsity',
+                                      tf.nn.zero_fraction(x)))
   return summaries
 
 

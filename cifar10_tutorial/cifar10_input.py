@@ -168,9 +168,9 @@ class ExampleQueue(object):
 
   def fill_summary(self):
     """A scalar summary: how full the queue is (0 = starving the trainer)."""
-    with tf.device('/cpu:0'):
+    with tf.device('/cpu:0'), summaries.scope():
       fill = tf.cast(self.queue.size(), tf.float32) / self.capacity
-    return summaries.scalar(self.queue.name + '/fraction_full', fill)
+      return summaries.scalar(self.queue.name + '/fraction_full', fill)
 
 
 def min_queue_examples(num_records):

@@ -6,10 +6,21 @@ scope it gets the scope twice ('tower_0/tower_0/cross_entropy') and, when an
 op of that name exists, a suffix ('cross_entropy_1'). The raw summary ops
 take the tag as an argument, so the tags read like the tutorial's names.
 """
+import contextlib
 import glob
 import os
 
 import tensorflow.compat.v1 as tf
+
+
+@contextlib.contextmanager
+def scope():
+  """The name scope `summaries` under the current one, re-entered on every
+  use, so TensorBoard's graph shows one `summaries` box per tower instead of
+  dozens of loose summary ops."""
+  current = tf.get_default_graph().get_name_scope()
+  with tf.name_scope((current + '/' if current else '') + 'summaries/'):
+    yield
 
 
 def scalar(tag, value):
