@@ -1,0 +1,34 @@
+"""`make bench` runs each of its parts and reports them (no speed asserted)."""
+import json
+
+from cifar10_tutorial import bench
+from conftest import run_module
+
+
+def test_bench_measures_every_part_and_writes_json(tmp_path):
+  data = bench.synthetic_data(str(tmp_path / 'data'), 2000, 600)
+  out = tmp_path / 'bench.json'
+  result = run_module(
+      'bench', '--data_dir', data, '--json', str(out), '--rounds', '1',
+      '--parts', 'input,train,eval,memory', '--inputs', 'batched',
+      '--configs', 'default', '--evals', 'default', '--steps', '2',
+      '--warmup', '1', '--input_examples', '256', timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  for heading in ('input pipeline alone', 'training:', 'eval (one pass',
+                  'peak RSS:', 'CPU-ms/example', 'images/s', 'GFLOP/s'):
+    assert heading in result.stdout
+  summary = json.loads(out.read_text())['summary']
+  assert summary['input']['batched']['cpu_ms_per_example'] > 0
+  assert summary['train']['default']['examples_per_sec'] > 0
+  assert summary['eval']['default']['images_per_sec'] > 0
+  assert summary['memory']['records_x10'] == 20000
+  assert summary['memory']['peak_rss_mb_x10'] > 0
+
+
+def test_network_flops_follow_the_layer_shapes():
+  # conv1 2,764,800 + conv2 14,745,600 + local3 884,736 + local4 73,728 +
+  # softmax 1,920 multiply-adds forward; training skips conv1's input
+  # gradient.
+  forward = 18470784
+  assert bench.network_flops(False) == 2 * forward
+  assert bench.network_flops(True) == 2 * (3 * forward - 2764800)
