@@ -51,7 +51,7 @@ def precision_warning(precision, gpus, flags=None):
     return None
   return ('--precision bf16 on a CPU without AVX-512 or bfloat16 units and '
           'no GPU runs in TensorFlow\'s slow fallback kernels: expect it to '
-          'be many times slower than fp32 (16x measured on an AVX2 CPU). '
+          'be many times slower than fp32 (13-16x measured on an AVX2 CPU). '
           '--precision bf16_emulated makes the same roundings at fp32 '
           'speed, to check its accuracy.')
 
