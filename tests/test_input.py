@@ -11,12 +11,18 @@ from cifar10_tutorial import records
 from conftest import random_examples, record_bytes
 
 
-def _run_queue(fetches, steps):
+def _run_queue(fetches, steps=None):
+  """`fetches` `steps` times, or until the input runs out (steps=None)."""
+  out = []
   with tf.Session() as sess:
     sess.run(tf.local_variables_initializer())
     coord = tf.train.Coordinator()
     threads = tf.train.start_queue_runners(sess, coord)
-    out = [sess.run(fetches) for _ in range(steps)]
+    try:
+      while steps is None or len(out) < steps:
+        out.append(sess.run(fetches))
+    except tf.errors.OutOfRangeError:
+      assert steps is None, 'the input ran out after %d runs' % len(out)
     coord.request_stop()
     coord.join(threads)
   return out
@@ -123,22 +129,11 @@ def test_eval_inputs_read_every_record_once_in_file_order(tiny_data,
   with tf.Graph().as_default():
     batch = cifar10_input.inputs(True, data_dir, batch_size=8,
                                  pipeline=pipeline)
-    sizes, seen = [], []
-    with tf.Session() as sess:
-      sess.run(tf.local_variables_initializer())
-      coord = tf.train.Coordinator()
-      threads = tf.train.start_queue_runners(sess, coord)
-      try:
-        while True:
-          got_images, got_labels = sess.run(batch)
-          sizes.append(len(got_labels))
-          seen.extend(got_labels)
-      except tf.errors.OutOfRangeError:
-        pass
-      coord.request_stop()
-      coord.join(threads)
-  assert sizes == [8, 8, 8, 6]
-  np.testing.assert_array_equal(seen, labels)
+    batches = _run_queue(batch)
+  assert [len(l) for _, l in batches] == [8, 8, 8, 6]
+  np.testing.assert_array_equal(np.concatenate([l for _, l in batches]),
+                                labels)
+  got_images = batches[-1][0]
   centre = images[-1, 4:28, 4:28].astype(np.float64)
   np.testing.assert_allclose(
       got_images[-1], (centre - centre.mean()) / centre.std(), atol=1e-4)
@@ -156,18 +151,7 @@ def test_chunked_reads_return_every_record_exactly(tmp_path):
   with tf.Graph().as_default():
     files = tf.train.string_input_producer(paths, num_epochs=1, shuffle=False)
     chunk = cifar10_input.read_cifar10_many(files, 4)
-    got = []
-    with tf.Session() as sess:
-      sess.run(tf.local_variables_initializer())
-      coord = tf.train.Coordinator()
-      threads = tf.train.start_queue_runners(sess, coord)
-      try:
-        while True:
-          got.append(sess.run([chunk.uint8image, chunk.label]))
-      except tf.errors.OutOfRangeError:
-        pass
-      coord.request_stop()
-      coord.join(threads)
+    got = _run_queue([chunk.uint8image, chunk.label])
   assert [len(labels) for _, labels in got] == [4, 3, 3]
   images = np.concatenate([i for i, _ in got])
   labels = np.concatenate([l for _, l in got])
