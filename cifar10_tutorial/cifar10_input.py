@@ -185,6 +185,7 @@ def min_queue_examples(num_records):
 
 def _example_queue(files, preprocess, batch_size, num_threads, shuffle,
                    num_epochs, pipeline, name):
+  """`preprocess` is a pair: the per-example function and its batched twin."""
   num_records = records.check_record_files(files)
   warmup = min_queue_examples(num_records)
   capacity = warmup + 3 * batch_size
@@ -202,12 +203,13 @@ def _example_queue(files, preprocess, batch_size, num_threads, shuffle,
                            name='examples')
     if pipeline == 'batched':
       chunk = read_cifar10_many(filename_queue, defaults.READ_CHUNK)
-      enqueue = queue.enqueue_many([PREPROCESS_BATCH[preprocess](
-          chunk.uint8image), chunk.label])
+      enqueue = queue.enqueue_many([preprocess[1](chunk.uint8image),
+                                    chunk.label])
     elif pipeline == 'per_example':
       record = read_cifar10(filename_queue)
-      enqueue = queue.enqueue([preprocess(tf.cast(record.uint8image,
-                                                  tf.float32)), record.label])
+      enqueue = queue.enqueue([preprocess[0](tf.cast(record.uint8image,
+                                                     tf.float32)),
+                               record.label])
     else:
       raise ValueError('pipeline: expected one of %s, found %r' %
                        (', '.join(PIPELINES), pipeline))
@@ -220,12 +222,12 @@ def _example_queue(files, preprocess, batch_size, num_threads, shuffle,
 
 
 PIPELINES = ('batched', 'per_example')
-PREPROCESS_BATCH = {distort: distort_batch, central_crop: central_crop_batch}
 
 
 def train_queue(data_dir, batch_size, num_threads=None, pipeline='batched'):
   """The shuffled queue of distorted training examples, read forever."""
-  return _example_queue(records.data_files(data_dir), distort, batch_size,
+  return _example_queue(records.data_files(data_dir),
+                        (distort, distort_batch), batch_size,
                         num_threads or defaults.INPUT_THREADS, shuffle=True,
                         num_epochs=None, pipeline=pipeline, name='train_input')
 
@@ -238,8 +240,9 @@ def eval_queue(data_dir, batch_size, eval_data=True, num_threads=1,
   One thread by default, so records come out in file order and a partial
   evaluation (`--num_examples`) always sees the same images.
   """
-  return _example_queue(records.data_files(data_dir, eval_data), central_crop,
-                        batch_size, num_threads, shuffle=False, num_epochs=1,
+  return _example_queue(records.data_files(data_dir, eval_data),
+                        (central_crop, central_crop_batch), batch_size,
+                        num_threads, shuffle=False, num_epochs=1,
                         pipeline=pipeline, name='eval_input')
 
 
