@@ -352,11 +352,13 @@ def main(argv=None):
 def _bench(args, scratch):
   try:
     train_records, _ = records.check_data_dir(args.data_dir)
-    data_dir, source = args.data_dir, 'real data in %s' % args.data_dir
+    data_dir, kind = args.data_dir, 'real data'
+    source = 'real data in %s' % args.data_dir
   except records.DataError:
     train_records = defaults.EXAMPLES_PER_EPOCH_TRAIN
     data_dir = synthetic_data(os.path.join(scratch, 'data'), train_records,
                               defaults.EXAMPLES_PER_EPOCH_EVAL)
+    kind = 'synthetic'
     source = 'SYNTHETIC records (no data in %s)' % args.data_dir
   print('bench: %s; %d CPUs; %d round(s); training: batch %d, %d timed steps '
         'after %d warm-up' % (source, os.cpu_count(), args.rounds,
@@ -442,7 +444,7 @@ def _bench(args, scratch):
     summary['memory'] = {'records': train_records, 'peak_rss_mb': small,
                          'records_x10': many, 'peak_rss_mb_x10': large}
     print('peak RSS: %.0f MB on %d records (%s), %.0f MB on %d (%+.1f%%)' % (
-        small, train_records, source.split(' (')[0].split(' in ')[0], large,
+        small, train_records, kind, large,
         many, 100.0 * (large - small) / small))
 
   os.makedirs(os.path.dirname(args.json) or '.', exist_ok=True)
