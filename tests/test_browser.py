@@ -79,9 +79,11 @@ def test_tensorboard_shows_loss_and_precision(trained_run, tmp_path):
     page = base + ('/?forceSVG=true&tagFilter=' +
                    urllib.parse.quote('Precision @ 1|total_loss') +
                    '#timeseries')
-    # A card per series that has data, titled with its tag. (Whether the
-    # lines are drawn varied under load in headless Chromium, so the values
-    # are checked through the endpoints above and the screenshot is kept.)
+    # The page lists a group per tag it found data for, titled with the tag.
+    # (The chart cards inside are drawn lazily: a --dump-dom of headless
+    # Chromium often holds the group headings before any chart, even on a
+    # long run, so the values are checked through the endpoints above and
+    # the screenshot is kept.)
     titles = ['>%s<' % t for t in ('Precision @ 1', 'total_loss')]
     for _ in range(4):   # the page renders asynchronously: give it time
       dom = _chromium(tmp_path, page, '--dump-dom').stdout
