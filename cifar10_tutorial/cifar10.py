@@ -28,6 +28,10 @@ Model = collections.namedtuple(
 PRECISIONS = ('fp32', 'bf16', 'bf16_emulated')
 
 
+def gpu_count():
+  return len(tf.config.list_physical_devices('GPU'))
+
+
 def cpu_flags(path='/proc/cpuinfo'):
   """The CPU's feature flags (empty where /proc/cpuinfo is not readable)."""
   try:

@@ -281,8 +281,7 @@ def parse_args(argv):
 def main(argv=None):
   cfg = parse_args(sys.argv[1:] if argv is None else argv)
   flags.setup_logging(cfg)
-  gpus = 0 if cfg.eval_device == 'cpu' else len(
-      tf.config.list_physical_devices('GPU'))
+  gpus = 0 if cfg.eval_device == 'cpu' else cifar10.gpu_count()
   warning = cifar10.precision_warning(cfg.precision, gpus)
   if warning:
     log.warning('warning: %s', warning)

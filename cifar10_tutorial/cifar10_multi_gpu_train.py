@@ -39,10 +39,6 @@ class DeviceError(RuntimeError):
   """Asked for more GPUs than the machine has."""
 
 
-def gpu_count():
-  return len(tf.config.list_physical_devices('GPU'))
-
-
 def tower_devices(num_towers, tower_device):
   """The device of each tower, and the CPU devices the session must create.
 
@@ -51,7 +47,7 @@ def tower_devices(num_towers, tower_device):
   tower graph, no faster than one device on a CPU) or 'auto' (GPUs when
   there are any, else virtual CPU devices).
   """
-  found = gpu_count()
+  found = cifar10.gpu_count()
   if tower_device == 'auto':
     tower_device = 'gpu' if found else 'cpu'
     if not found:

@@ -234,8 +234,7 @@ def guarded(train_fn, cfg, errors=()):
   def first(signum):
     log.info('stopping: finishing this step and saving a checkpoint '
              '(Ctrl-C again to quit at once)')
-  warning = cifar10.precision_warning(
-      cfg.precision, len(tf.config.list_physical_devices('GPU')))
+  warning = cifar10.precision_warning(cfg.precision, cifar10.gpu_count())
   if warning:
     log.warning('warning: %s', warning)
   try:

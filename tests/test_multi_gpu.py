@@ -106,7 +106,7 @@ def test_two_tower_run_is_evaluated_and_resumed(tiny_data, tmp_path):
   assert 'saved checkpoint at step 7' in single.stdout
 
 
-@pytest.mark.skipif(multi.gpu_count() >= 3, reason='this machine has 3 GPUs')
+@pytest.mark.skipif(cifar10.gpu_count() >= 3, reason='this machine has 3 GPUs')
 def test_asking_for_more_gpus_than_exist_is_a_clear_error(tiny_data, tmp_path):
   result = run_module('cifar10_multi_gpu_train', '--data_dir', tiny_data[0],
                       '--train_dir', str(tmp_path / 'train'), '--num_gpus',
@@ -114,6 +114,6 @@ def test_asking_for_more_gpus_than_exist_is_a_clear_error(tiny_data, tmp_path):
   assert result.returncode == 1
   assert result.stdout.strip().splitlines()[-1].endswith(
       'error: --num_gpus 3: expected 3 GPUs, found %d (add --tower_device cpu '
-      'to run 3 towers on virtual CPU devices)' % multi.gpu_count())
+      'to run 3 towers on virtual CPU devices)' % cifar10.gpu_count())
   assert 'Traceback' not in result.stderr
   assert not (tmp_path / 'train').exists()
