@@ -1,9 +1,13 @@
 """The classic TensorFlow CIFAR-10 tutorial, rebuilt for TensorFlow 2.21.
 
-Modules, in pipeline order: `cifar10_input` (records to batches), `cifar10`
-(network, loss, train op), `cifar10_train` and `cifar10_multi_gpu_train`
-(trainers), `cifar10_eval` (the evaluation loop), `cifar10_data` (getting the
-data). Run them with `python -m cifar10_tutorial.<module> --help`.
+Modules, bottom to top: `defaults` (the tutorial's numbers), `flags` (every
+option), `records` (the record files), `cifar10_input` (records to batches),
+`cifar10` (network, loss, train op), `machine` (what this machine has),
+`training` (the graph for 1..N towers and the loop both trainers share),
+`evaluation` (the eval loop's work), `program` (the shell every program runs
+in). The programs are thin: `cifar10_train`, `cifar10_multi_gpu_train`,
+`cifar10_eval`, `cifar10_data`, `plot`, `bench`. Run them with
+`python -m cifar10_tutorial.<module> --help`.
 """
 import logging
 import os

@@ -1,6 +1,6 @@
 """The tutorial's network, its loss, and the op that trains it.
 
-Shared by both trainers and the eval loop:
+Shared by the training core and the eval loop:
 
   model = inference(images)                    # logits + what the loss needs
   total_loss, losses = loss(model, labels)
@@ -19,45 +19,11 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import captions
 from cifar10_tutorial import defaults
+from cifar10_tutorial import flags
 from cifar10_tutorial import summaries as summary
 
 Model = collections.namedtuple(
     'Model', ['logits', 'weight_losses', 'activations', 'variables'])
-
-
-PRECISIONS = ('fp32', 'bf16', 'bf16_emulated')
-
-
-def gpu_count():
-  return len(tf.config.list_physical_devices('GPU'))
-
-
-def cpu_flags(path='/proc/cpuinfo'):
-  """The CPU's feature flags (empty where /proc/cpuinfo is not readable)."""
-  try:
-    with open(path) as f:
-      for line in f:
-        if line.startswith('flags'):
-          return set(line.split(':', 1)[1].split())
-  except OSError:
-    pass
-  return set()
-
-
-def precision_warning(precision, gpus, flags=None):
-  """Why `precision` will be slow on this machine, or None.
-
-  TensorFlow's fast (oneDNN) bfloat16 kernels need AVX-512; without it and
-  without a GPU, bf16 runs in fallback kernels many times slower than fp32.
-  """
-  flags = cpu_flags() if flags is None else flags
-  if precision != 'bf16' or gpus or 'avx512f' in flags:
-    return None
-  return ('--precision bf16 on a CPU without AVX-512 or bfloat16 units and '
-          'no GPU runs in TensorFlow\'s slow fallback kernels: expect it to '
-          'be many times slower than fp32 (13-16x measured on an AVX2 CPU). '
-          '--precision bf16_emulated makes the same roundings at fp32 '
-          'speed, to check its accuracy.')
 
 
 def _to_bf16_and_back(x):
@@ -163,6 +129,9 @@ def lrn_matmul(x, name):
 
 
 def _lrn(x, name, impl):
+  if impl not in flags.LRNS:
+    raise ValueError('lrn: expected one of %s, found %r' %
+                     (', '.join(flags.LRNS), impl))
   if impl == 'matmul':
     return lrn_matmul(x, name)
   return tf.nn.lrn(x, defaults.LRN_DEPTH_RADIUS, bias=defaults.LRN_BIAS,
@@ -181,9 +150,9 @@ def inference(images, lrn='matmul', precision='fp32'):
   Returns a Model: logits [batch, 10] and the weight-decay losses, activations
   and variables that the loss and summaries need.
   """
-  if precision not in PRECISIONS:
+  if precision not in flags.PRECISIONS:
     raise ValueError('precision: expected one of %s, found %r' %
-                     (', '.join(PRECISIONS), precision))
+                     (', '.join(flags.PRECISIONS), precision))
   layers = _Layers(precision)
   x = layers.conv('conv1', images, 64, bias=0.0)
   x = _lrn(_pool(x, 'pool1'), 'norm1', lrn)

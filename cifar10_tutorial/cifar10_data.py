@@ -27,7 +27,7 @@ import urllib.request
 import zlib
 
 from cifar10_tutorial import defaults
-from cifar10_tutorial import flags
+from cifar10_tutorial import program
 from cifar10_tutorial import records
 
 log = logging.getLogger('cifar10_tutorial')
@@ -171,25 +171,14 @@ def _prepare(data_dir, archive, url, md5):
   return target
 
 
+def _prepare_from_flags(cfg):
+  prepare(cfg.data_dir, cfg.archive or os.environ.get('CIFAR10_ARCHIVE'),
+          cfg.url, cfg.md5)
+
+
 def main(argv=None):
-  p = flags.parser(__doc__)
-  p.add_argument('--data_dir', default='data',
-                 help='where cifar-10-batches-bin/ goes')
-  p.add_argument('--archive', default=os.environ.get('CIFAR10_ARCHIVE') or None,
-                 help='a local cifar-10-binary.tar.gz instead of downloading '
-                      '(also read from $CIFAR10_ARCHIVE)')
-  p.add_argument('--url', default=defaults.DATA_URL, help='where to download')
-  p.add_argument('--md5', default=defaults.ARCHIVE_MD5,
-                 help='expected md5 of the downloaded archive')
-  cfg = p.parse_args(sys.argv[1:] if argv is None else argv)
-  logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                      format='%(message)s')
-  try:
-    prepare(cfg.data_dir, cfg.archive, cfg.url, cfg.md5)
-  except DataError as e:
-    log.error('error: %s', e)
-    return 1
-  return 0
+  return program.main('cifar10_data', __doc__, _prepare_from_flags, argv,
+                      timestamps=False)
 
 
 if __name__ == '__main__':

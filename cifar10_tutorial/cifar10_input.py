@@ -24,6 +24,7 @@ import collections
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import defaults
+from cifar10_tutorial import flags
 from cifar10_tutorial import records
 from cifar10_tutorial import summaries
 
@@ -212,16 +213,13 @@ def _example_queue(files, preprocess, batch_size, num_threads, shuffle,
                                record.label])
     else:
       raise ValueError('pipeline: expected one of %s, found %r' %
-                       (', '.join(PIPELINES), pipeline))
+                       (', '.join(flags.INPUT_PIPELINES), pipeline))
     # Each thread runs the whole read-and-preprocess subgraph on its own
     # record or chunk. MonitoredSession starts the runners in this collection.
     tf.train.add_queue_runner(tf.train.QueueRunner(queue,
                                                    [enqueue] * num_threads))
   return ExampleQueue(queue, capacity, warmup, num_records,
                       partial_batches=not shuffle)
-
-
-PIPELINES = ('batched', 'per_example')
 
 
 def train_queue(data_dir, batch_size, num_threads=None, pipeline='batched'):

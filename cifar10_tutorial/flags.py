@@ -1,19 +1,39 @@
-"""Command-line flags shared by the entry points, parsed in main() only.
+"""Every command-line option, in one place: its name, default, choices, help.
 
 Flags keep the tutorial's names (`--data_dir`, `--train_dir`, `--max_steps`,
-...). Booleans are real booleans: `--run_once`, `--run_once=true` and
+...). Programs parse them in main() only, never at import:
+
+    cfg = flags.parse('cifar10_train', argv, __doc__)
+
+and code that needs a configuration without a command line (tests, the
+bench) makes the same namespace from keywords:
+
+    cfg = flags.training_config(max_steps=6, batch_size=8)
+
+Booleans are real booleans: `--run_once`, `--run_once=true` and
 `--run_once false` all mean what they say, and `--run_once maybe` is an
-error. Unknown flags and bad values exit with one line and status 2.
+error. Unknown flags and bad values exit with one line and status 2; an
+unknown or out-of-choice keyword is a TypeError or ValueError.
 """
 import argparse
-import json
-import logging
-import os
-import sys
+import collections
 
-import cifar10_tutorial
 from cifar10_tutorial import defaults
-from cifar10_tutorial import progress
+
+# Defaults that are not numbers of the tutorial: where things go.
+DATA_DIR = 'data'
+TRAIN_DIR = 'train_dirs/cifar10_train'
+EVAL_DIR = 'train_dirs/cifar10_eval'
+PLOT = 'train_dirs/cifar10_plot.png'
+BENCH_JSON = 'train_dirs/bench.json'
+
+# The choices of every option that has them.
+PRECISIONS = ('fp32', 'bf16', 'bf16_emulated')
+INPUT_PIPELINES = ('batched', 'per_example')
+LRNS = ('matmul', 'tf')
+TOWER_DEVICES = ('gpu', 'cpu', 'auto')
+EVAL_DATA = ('test', 'train_eval')
+EVAL_DEVICES = ('cpu', 'gpu')
 
 _TRUE = ('1', 'true', 't', 'yes', 'y', 'on')
 _FALSE = ('0', 'false', 'f', 'no', 'n', 'off')
@@ -39,105 +59,212 @@ def positive_int(text):
   return value
 
 
+def names(text):
+  """A comma-separated list of names ('' is none)."""
+  return [n for n in str(text).split(',') if n]
+
+
+# An option: its name and argparse's keywords. `exclusive` options are added
+# as one mutually exclusive group.
+Option = collections.namedtuple('Option', ['name', 'kwargs'])
+Exclusive = collections.namedtuple('Exclusive', ['options'])
+
+
+def _opt(name, **kwargs):
+  return Option(name, kwargs)
+
+
+def _bool(name, default, help_text):
+  return _opt(name, type=boolean, nargs='?', const=True, default=default,
+              metavar='BOOL', help=help_text)
+
+
+DATA_DIR_OPTION = _opt(
+    'data_dir', default=DATA_DIR, help='folder holding cifar-10-batches-bin/ '
+    '(the tutorial\'s meaning), or that folder itself')
+TF_LOGS = _bool('tf_logs', False,
+                'show TensorFlow\'s own C++ logs and deprecation warnings')
+INPUT_PIPELINE = _opt(
+    'input_pipeline', choices=INPUT_PIPELINES, default=INPUT_PIPELINES[0],
+    help='batched: read and distort %d records per call, each with its own '
+         'random draws (about 6x less CPU per example); per_example: one '
+         'record per call, as in the tutorial. Same distributions'
+    % defaults.READ_CHUNK)
+MODEL = [
+    _opt('lrn', choices=LRNS, default=LRNS[0],
+         help='local response normalization: matmul (a banded matrix '
+              'product, faster) or tf (tf.nn.lrn); same numbers'),
+    _opt('precision', choices=PRECISIONS, default=PRECISIONS[0],
+         help='bf16: convolutions and matrix products in bfloat16 (faster '
+              'only on CPUs with bfloat16 matrix units, such as AMX, and on '
+              'GPUs); variables, loss and averages stay float32. '
+              'bf16_emulated: the same roundings in float32 kernels, to '
+              'check bf16\'s accuracy on a CPU without bfloat16 units'),
+]
+TRAINING = [
+    DATA_DIR_OPTION,
+    _opt('train_dir', default=TRAIN_DIR,
+         help='where checkpoints and summaries go; an existing run there is '
+              'resumed, never deleted'),
+    _opt('max_steps', type=positive_int, default=defaults.MAX_STEPS,
+         help='global step at which training stops'),
+    _opt('batch_size', type=positive_int, default=defaults.BATCH_SIZE,
+         help='examples per step (per tower, for the multi-GPU trainer)'),
+    _opt('log_frequency', type=positive_int, default=defaults.LOG_FREQUENCY,
+         help='steps between progress lines'),
+    _opt('input_threads', type=positive_int, default=defaults.INPUT_THREADS,
+         help='preprocessing threads filling the example queue (the '
+              'tutorial: one per CPU)'),
+    INPUT_PIPELINE,
+    Exclusive([
+        _opt('save_checkpoint_secs', type=positive_int,
+             help='seconds between checkpoints (default: %d for '
+                  'cifar10_train)' % defaults.SAVE_CHECKPOINT_SECS),
+        _opt('save_checkpoint_steps', type=positive_int,
+             help='steps between checkpoints (default: %s for '
+                  'cifar10_multi_gpu_train)' %
+                  format(defaults.MULTI_GPU_CHECKPOINT_STEPS, ',')),
+    ]),
+    _bool('log_device_placement', False, 'log the device every op runs on'),
+] + MODEL + [TF_LOGS]
+MULTI_GPU = TRAINING + [
+    _opt('num_gpus', type=positive_int, default=1, help='number of towers'),
+    _opt('tower_device', choices=TOWER_DEVICES, default='gpu',
+         help='gpu: towers on /gpu:i; cpu: on virtual CPU devices (testing, '
+              'graph viewing); auto: gpu if any'),
+]
+EVAL = [
+    DATA_DIR_OPTION,
+    _opt('checkpoint_dir', default=TRAIN_DIR,
+         help='the trainer\'s --train_dir, where checkpoints appear'),
+    _opt('eval_dir', default=EVAL_DIR,
+         help='where the precision summaries go'),
+    _opt('eval_data', choices=EVAL_DATA, default=EVAL_DATA[0],
+         help='evaluate on the test set or the training set'),
+    _opt('num_examples', type=positive_int, default=None,
+         help='examples to evaluate (default: all of them, 10,000 for the '
+              'test set)'),
+    _opt('batch_size', type=positive_int, default=defaults.EVAL_BATCH_SIZE,
+         help='eval batch size, independent of training\'s (the tutorial '
+              'used 128; the result does not depend on it)'),
+    INPUT_PIPELINE,
+    _opt('eval_interval_secs', type=positive_int,
+         default=defaults.EVAL_INTERVAL_SECS,
+         help='seconds between looks for new checkpoints'),
+    _bool('run_once', False, 'evaluate the latest checkpoint once and exit'),
+    _opt('eval_device', choices=EVAL_DEVICES, default=EVAL_DEVICES[0],
+         help='cpu keeps eval off the GPU a trainer is using'),
+] + MODEL + [TF_LOGS]
+DATA = [
+    _opt('data_dir', default=DATA_DIR, help='where cifar-10-batches-bin/ goes'),
+    # Read from the environment when the program starts, not at import.
+    _opt('archive', default=None,
+         help='a local cifar-10-binary.tar.gz instead of downloading (also '
+              'read from $CIFAR10_ARCHIVE)'),
+    _opt('url', default=defaults.DATA_URL, help='where to download'),
+    _opt('md5', default=defaults.ARCHIVE_MD5,
+         help='expected md5 of the downloaded archive'),
+]
+PLOT_OPTIONS = [
+    _opt('train_dir', default=TRAIN_DIR, help='the trainer\'s event files'),
+    _opt('eval_dir', default=EVAL_DIR, help='the eval loop\'s event files'),
+    _opt('out', default=PLOT, help='the PNG to write'),
+]
+BENCH = [
+    _opt('data_dir', default=DATA_DIR,
+         help='real data here if present, else synthetic records'),
+    _opt('parts', type=names, default='all',
+         help='comma-separated parts to run, from those listed above, or all'),
+    _opt('configs', type=names, default='all',
+         help='comma-separated training configurations, from those listed above, or all'),
+    _opt('inputs', type=names, default='all',
+         help='comma-separated input pipeline variants, from those listed above, or all'),
+    _opt('evals', type=names, default='all',
+         help='comma-separated eval configurations, from those listed above, or all'),
+    _opt('steps', type=positive_int, default=200,
+         help='timed training steps (slow configurations: fewer)'),
+    _opt('warmup', type=int, default=30, help='untimed training steps first'),
+    _opt('input_examples', type=positive_int, default=40000,
+         help='examples dequeued in the input-alone measurement'),
+    _opt('rounds', type=positive_int, default=2,
+         help='times each configuration runs, alternating'),
+    _opt('batch_size', type=positive_int, default=defaults.BATCH_SIZE,
+         help='training examples per step (per tower)'),
+    _opt('json', default=BENCH_JSON, help='where the results go'),
+    _opt('worker', help=argparse.SUPPRESS),
+    _opt('checkpoint_dir', help=argparse.SUPPRESS),
+]
+
+PROGRAMS = {
+    'cifar10_train': TRAINING,
+    'cifar10_multi_gpu_train': MULTI_GPU,
+    'cifar10_eval': EVAL,
+    'cifar10_data': DATA,
+    'plot': PLOT_OPTIONS,
+    'bench': BENCH,
+}
+
+
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter,
                  argparse.RawDescriptionHelpFormatter):
   pass
 
 
-def parser(doc):
-  """An ArgumentParser whose --help shows the module doc and every default."""
-  return argparse.ArgumentParser(description=doc, formatter_class=_Formatter)
+def add_options(p, options):
+  for option in options:
+    if isinstance(option, Exclusive):
+      group = p.add_mutually_exclusive_group()
+      for o in option.options:
+        group.add_argument('--' + o.name, **o.kwargs)
+    else:
+      p.add_argument('--' + option.name, **option.kwargs)
 
 
-def add_bool(p, name, default, help_text):
-  p.add_argument('--' + name, type=boolean, nargs='?', const=True,
-                 default=default, metavar='BOOL', help=help_text)
+def parser(program, doc=None):
+  """An ArgumentParser for `program` whose --help shows `doc` and every
+  option with its default."""
+  p = argparse.ArgumentParser(description=doc, formatter_class=_Formatter)
+  add_options(p, PROGRAMS[program])
+  return p
 
 
-def add_data_dir(p):
-  p.add_argument('--data_dir', default='data',
-                 help='folder holding cifar-10-batches-bin/ (the tutorial\'s '
-                      'meaning), or that folder itself')
+def parse(program, argv, doc=None):
+  """Parses `argv` as `program`'s flags; exits with status 2 on bad ones."""
+  return parser(program, doc).parse_args(argv)
 
 
-def add_training_flags(p):
-  """The flags both trainers share, with the tutorial's defaults."""
-  add_data_dir(p)
-  p.add_argument('--train_dir', default='train_dirs/cifar10_train',
-                 help='where checkpoints and summaries go; an existing run '
-                      'there is resumed, never deleted')
-  p.add_argument('--max_steps', type=positive_int, default=defaults.MAX_STEPS,
-                 help='global step at which training stops')
-  p.add_argument('--batch_size', type=positive_int,
-                 default=defaults.BATCH_SIZE, help='examples per step '
-                 '(per tower, for the multi-GPU trainer)')
-  p.add_argument('--log_frequency', type=positive_int,
-                 default=defaults.LOG_FREQUENCY,
-                 help='steps between progress lines')
-  p.add_argument('--input_threads', type=positive_int,
-                 default=defaults.INPUT_THREADS,
-                 help='preprocessing threads filling the example queue '
-                      '(the tutorial: one per CPU)')
-  add_input_pipeline_flag(p)
-  every = p.add_mutually_exclusive_group()
-  every.add_argument('--save_checkpoint_secs', type=positive_int,
-                     help='seconds between checkpoints (default: 600 for '
-                          'cifar10_train)')
-  every.add_argument('--save_checkpoint_steps', type=positive_int,
-                     help='steps between checkpoints (default: 1,000 for '
-                          'cifar10_multi_gpu_train)')
-  add_bool(p, 'log_device_placement', False,
-           'log the device every op runs on')
-  add_model_flags(p)
-  add_common_flags(p)
+def _flat(options):
+  for option in options:
+    if isinstance(option, Exclusive):
+      for o in option.options:
+        yield o
+    else:
+      yield option
 
 
-def add_input_pipeline_flag(p):
-  p.add_argument('--input_pipeline', choices=['batched', 'per_example'],
-                 default='batched',
-                 help='batched: read and distort %d records per call, each '
-                      'with its own random draws (about 6x less CPU per '
-                      'example); per_example: one record per call, as in the '
-                      'tutorial. Same distributions' % defaults.READ_CHUNK)
+def config(program, **overrides):
+  """`program`'s flags with their defaults, and `overrides` in code."""
+  known = {o.name: o for o in _flat(PROGRAMS[program])}
+  for name, value in overrides.items():
+    if name not in known:
+      raise TypeError('%s has no option %r' % (program, name))
+    choices = known[name].kwargs.get('choices')
+    if choices and value not in choices:
+      raise ValueError('%s: expected one of %s, found %r' %
+                       (name, ', '.join(choices), value))
+  cfg = parse(program, [])
+  for name, value in overrides.items():
+    setattr(cfg, name, value)
+  return cfg
 
 
-def add_model_flags(p):
-  p.add_argument('--lrn', choices=['matmul', 'tf'], default='matmul',
-                 help='local response normalization: matmul (a banded matrix '
-                      'product, faster) or tf (tf.nn.lrn); same numbers')
-  p.add_argument('--precision', choices=['fp32', 'bf16', 'bf16_emulated'],
-                 default='fp32',
-                 help='bf16: convolutions and matrix products in bfloat16 '
-                      '(faster only on CPUs with bfloat16 matrix units, such '
-                      'as AMX, and on GPUs); variables, loss and averages '
-                      'stay float32. bf16_emulated: the same roundings in '
-                      'float32 kernels, to check bf16\'s accuracy on a CPU '
-                      'without bfloat16 units')
+def training_config(**overrides):
+  return config('cifar10_train', **overrides)
 
 
-def add_common_flags(p):
-  add_bool(p, 'tf_logs', False,
-           'show TensorFlow\'s own C++ logs and deprecation warnings')
+def multi_gpu_config(**overrides):
+  return config('cifar10_multi_gpu_train', **overrides)
 
 
-def setup_logging(cfg):
-  """Our progress lines on stdout; TensorFlow's own chatter only if asked."""
-  logging.basicConfig(level=logging.INFO, handlers=[progress.Handler(
-      sys.stdout)], format='%(asctime)s %(message)s', datefmt='%H:%M:%S')
-  tf_logger = logging.getLogger('tensorflow')
-  # TensorFlow's logger prints through its own handler: not through ours too.
-  tf_logger.propagate = False
-  tf_logger.setLevel(logging.INFO if cfg.tf_logs else logging.WARNING)
-  cifar10_tutorial.show_tensorflow_deprecations(cfg.tf_logs)
-
-
-def write_config(directory, name, config):
-  """Writes the resolved flags as JSON, atomically, into `directory`."""
-  os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, name)
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(config, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(tmp, path)
-  return path
+def eval_config(**overrides):
+  return config('cifar10_eval', **overrides)

@@ -16,12 +16,15 @@ import logging
 import os
 import sys
 
-from cifar10_tutorial import flags
+from cifar10_tutorial import program
 from cifar10_tutorial import summaries
 
 log = logging.getLogger('cifar10_tutorial')
-LOSS_TAG = 'total_loss'
-PRECISION_TAG = 'Precision @ 1'
+LOSS_TAG, PRECISION_TAG = summaries.LOSS_TAG, summaries.PRECISION_TAG
+
+
+class NothingToPlot(ValueError):
+  """Neither folder has event files with the loss or the precision."""
 
 
 def plot(train_dir, eval_dir, out):
@@ -29,7 +32,7 @@ def plot(train_dir, eval_dir, out):
   loss = summaries.read_scalars(train_dir, LOSS_TAG)
   precision = summaries.read_scalars(eval_dir, PRECISION_TAG)
   if not loss and not precision:
-    raise ValueError('%s, %s: expected event files with %r or %r, found none '
+    raise NothingToPlot('%s, %s: expected event files with %r or %r, found none '
                      '(train and evaluate first)' % (train_dir, eval_dir,
                                                      LOSS_TAG, PRECISION_TAG))
   import matplotlib
@@ -58,25 +61,15 @@ def plot(train_dir, eval_dir, out):
   return loss, precision
 
 
-def main(argv=None):
-  p = flags.parser(__doc__)
-  p.add_argument('--train_dir', default='train_dirs/cifar10_train',
-                 help='the trainer\'s event files')
-  p.add_argument('--eval_dir', default='train_dirs/cifar10_eval',
-                 help='the eval loop\'s event files')
-  p.add_argument('--out', default='train_dirs/cifar10_plot.png',
-                 help='the PNG to write')
-  args = p.parse_args(sys.argv[1:] if argv is None else argv)
-  logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                      format='%(message)s')
-  try:
-    loss, precision = plot(args.train_dir, args.eval_dir, args.out)
-  except ValueError as e:
-    log.error('error: %s', e)
-    return 1
-  log.info('wrote %s (%d loss points, %d precision points)', args.out,
+def _plot(cfg):
+  loss, precision = plot(cfg.train_dir, cfg.eval_dir, cfg.out)
+  log.info('wrote %s (%d loss points, %d precision points)', cfg.out,
            len(loss), len(precision))
-  return 0
+
+
+def main(argv=None):
+  return program.main('plot', __doc__, _plot, argv, errors=[NothingToPlot],
+                      timestamps=False)
 
 
 if __name__ == '__main__':

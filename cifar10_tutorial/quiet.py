@@ -62,7 +62,7 @@ def _filter(read_fd, write_fd, drop_cuinit):
 def wanted(argv):
   """False if argv asks for --tf_logs (parsed as the real flag is)."""
   p = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-  flags.add_common_flags(p)
+  flags.add_options(p, [flags.TF_LOGS])
   try:
     return not p.parse_known_args(argv)[0].tf_logs
   except argparse.ArgumentError:

@@ -80,3 +80,41 @@ def check_data_dir(data_dir):
   """Checks all six files; returns (training records, test records)."""
   return (check_record_files(data_files(data_dir)),
           check_record_files(data_files(data_dir, eval_data=True)))
+
+
+def encode(images, labels):
+  """Records in the official layout, as bytes: for each example a label
+  byte, then the red, green and blue planes, each row-major.
+  `images` uint8 [n, 32, 32, 3], `labels` [n] in 0-9."""
+  images = np.asarray(images, np.uint8)
+  planes = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+  return np.concatenate([np.asarray(labels, np.uint8)[:, None], planes],
+                        axis=1).tobytes()
+
+
+def read_records(path):
+  """(images uint8 [n, 32, 32, 3], labels uint8 [n]) of a record file."""
+  recs = np.fromfile(path, np.uint8).reshape(-1, defaults.RECORD_BYTES)
+  planes = recs[:, defaults.LABEL_BYTES:].reshape(
+      -1, defaults.DEPTH, defaults.SOURCE_HEIGHT, defaults.SOURCE_WIDTH)
+  return planes.transpose(0, 2, 3, 1), recs[:, 0]
+
+
+def write_random(data_dir, train_records, test_records, seed=0):
+  """Random records in the official layout: <data_dir>/cifar-10-batches-bin
+  with `train_records` spread evenly over the five training files and
+  `test_records` in the test file. Written a file at a time (the bench's
+  ten-fold data set is 1.5 GB). Returns the folder."""
+  rng = np.random.default_rng(seed)
+  folder = os.path.join(data_dir, defaults.BATCHES_DIR)
+  os.makedirs(folder, exist_ok=True)
+  per_file = train_records // len(defaults.TRAIN_FILES)
+  for name, n in ([(f, per_file) for f in defaults.TRAIN_FILES] +
+                  [(defaults.TEST_FILES[0], test_records)]):
+    images = rng.integers(0, 256, (n, defaults.SOURCE_HEIGHT,
+                                   defaults.SOURCE_WIDTH, defaults.DEPTH),
+                          dtype=np.uint8)
+    labels = rng.integers(0, defaults.NUM_CLASSES, n, dtype=np.uint8)
+    with open(os.path.join(folder, name), 'wb') as f:
+      f.write(encode(images, labels))
+  return folder

@@ -12,6 +12,11 @@ import os
 
 import tensorflow.compat.v1 as tf
 
+# Tags that are read back: eval's accuracy (the tutorial's name for top-1
+# accuracy) and the averaged training loss.
+PRECISION_TAG = 'Precision @ 1'
+LOSS_TAG = 'total_loss'
+
 
 @contextlib.contextmanager
 def scope():

@@ -7,15 +7,9 @@ import numpy as np
 import pytest
 
 from cifar10_tutorial import defaults
+from cifar10_tutorial import records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def record_bytes(images, labels):
-  """Official layout: a label byte, then red, green, blue planes (row-major)."""
-  planes = images.transpose(0, 3, 1, 2).reshape(len(labels), -1)
-  return np.concatenate([np.asarray(labels, np.uint8)[:, None], planes],
-                        axis=1).astype(np.uint8).tobytes()
 
 
 def random_examples(n, seed):
@@ -26,17 +20,14 @@ def random_examples(n, seed):
 
 
 def write_data(data_dir, train_per_file=16, test_records=30, seed=0):
-  """Writes data_dir/cifar-10-batches-bin; returns (train, test) arrays."""
-  folder = os.path.join(str(data_dir), defaults.BATCHES_DIR)
-  os.makedirs(folder, exist_ok=True)
-  train = random_examples(train_per_file * 5, seed)
-  for i, name in enumerate(defaults.TRAIN_FILES):
-    part = slice(i * train_per_file, (i + 1) * train_per_file)
-    with open(os.path.join(folder, name), 'wb') as f:
-      f.write(record_bytes(train[0][part], train[1][part]))
-  test = random_examples(test_records, seed + 1)
-  with open(os.path.join(folder, defaults.TEST_FILES[0]), 'wb') as f:
-    f.write(record_bytes(*test))
+  """Writes data_dir/cifar-10-batches-bin (records.write_random, as the
+  bench does); returns the (images, labels) of training and of test."""
+  folder = records.write_random(str(data_dir), train_per_file * 5,
+                                test_records, seed)
+  parts = [records.read_records(os.path.join(folder, name))
+           for name in defaults.TRAIN_FILES]
+  train = tuple(np.concatenate(arrays) for arrays in zip(*parts))
+  test = records.read_records(os.path.join(folder, defaults.TEST_FILES[0]))
   return train, test
 
 

@@ -1,12 +1,14 @@
 """`make bench` runs each of its parts and reports them (no speed asserted)."""
 import json
 
-from cifar10_tutorial import bench
+from cifar10_tutorial import measure
+from cifar10_tutorial import records
 from conftest import run_module
 
 
 def test_bench_measures_every_part_and_writes_json(tmp_path):
-  data = bench.synthetic_data(str(tmp_path / 'data'), 2000, 600)
+  data = str(tmp_path / 'data')
+  records.write_random(data, 2000, 600)
   out = tmp_path / 'bench.json'
   result = run_module(
       'bench', '--data_dir', data, '--json', str(out), '--rounds', '1',
@@ -30,5 +32,5 @@ def test_network_flops_follow_the_layer_shapes():
   # softmax 1,920 multiply-adds forward; training skips conv1's input
   # gradient.
   forward = 18470784
-  assert bench.network_flops(False) == 2 * forward
-  assert bench.network_flops(True) == 2 * (3 * forward - 2764800)
+  assert measure.network_flops(False) == 2 * forward
+  assert measure.network_flops(True) == 2 * (3 * forward - 2764800)

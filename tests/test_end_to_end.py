@@ -10,16 +10,17 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10
-from cifar10_tutorial import cifar10_eval
 from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
+from cifar10_tutorial import evaluation
+from cifar10_tutorial import flags
 from conftest import Running, run_module, summary_tags
 
 
-def _eval_cfg(run, tmp_path, *extra):
-  return cifar10_eval.parse_args([
-      '--data_dir', run['data_dir'], '--checkpoint_dir', run['train_dir'],
-      '--eval_dir', str(tmp_path / 'eval')] + list(extra))
+def _eval_cfg(run, tmp_path, **extra):
+  return flags.eval_config(data_dir=run['data_dir'],
+                           checkpoint_dir=run['train_dir'],
+                           eval_dir=str(tmp_path / 'eval'), **extra)
 
 
 def test_training_logs_and_checkpoints_without_shutdown_noise(trained_run):
@@ -93,7 +94,7 @@ def test_eval_takes_relative_paths_like_make_eval(trained_run, tmp_path):
 
 def test_eval_restores_the_moving_averages_not_the_raw_weights(trained_run,
                                                                tmp_path):
-  graph = cifar10_eval.EvalGraph(_eval_cfg(trained_run, tmp_path))
+  graph = evaluation.EvalGraph(_eval_cfg(trained_run, tmp_path))
   path = tf.train.latest_checkpoint(trained_run['train_dir'])
   with graph.graph.as_default(), tf.Session() as sess:
     graph.saver.restore(sess, path)
@@ -119,24 +120,23 @@ def _independent_precision(path, images, labels):
 
 def test_eval_counts_exactly_num_examples_with_a_partial_last_batch(
     trained_run, tmp_path):
-  graph = cifar10_eval.EvalGraph(
-      _eval_cfg(trained_run, tmp_path, '--num_examples', '13',
-                '--batch_size', '8'))
+  graph = evaluation.EvalGraph(
+      _eval_cfg(trained_run, tmp_path, num_examples=13, batch_size=8))
   path = tf.train.latest_checkpoint(trained_run['train_dir'])
   images, labels = trained_run['test']
   expected = _independent_precision(path, images[:13], labels[:13])
   result = graph.run(path)
-  assert result.precision == expected
+  assert result.precision_at_1 == expected
   # The confusion matrix counts the same 13 images, by their true class.
   assert result.confusion.sum() == 13
   np.testing.assert_array_equal(result.confusion.sum(axis=1),
                                 np.bincount(labels[:13], minlength=10))
   assert np.trace(result.confusion) == round(expected * 13)
   # And the whole file (30) with a batch that does not divide it.
-  graph = cifar10_eval.EvalGraph(_eval_cfg(trained_run, tmp_path,
-                                           '--batch_size', '7'))
+  graph = evaluation.EvalGraph(_eval_cfg(trained_run, tmp_path,
+                                         batch_size=7))
   assert graph.num_examples == 30
-  assert graph.precision(path) == _independent_precision(path, images, labels)
+  assert graph.precision_at_1(path) == _independent_precision(path, images, labels)
 
 
 def test_second_run_resumes_at_the_saved_step(trained_run, tmp_path):

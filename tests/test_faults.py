@@ -11,7 +11,7 @@ import time
 import pytest
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import cifar10_train
+from cifar10_tutorial import training
 from cifar10_tutorial import defaults
 from conftest import ROOT, Running, run_module, write_data
 
@@ -130,11 +130,11 @@ def test_kill_9_at_any_moment_leaves_a_run_that_resumes(tiny_data, tmp_path):
   for kill in range(3):
     run = Running('cifar10_train', *args)
     run.wait_for('saved checkpoint at step %d' %
-                 (cifar10_train.checkpoint_step(train_dir)[1] + 3))
+                 (training.checkpoint_step(train_dir)[1] + 3))
     time.sleep(rng.uniform(0, 0.1))
     run.proc.kill()
     run.stop()
-  step = cifar10_train.checkpoint_step(train_dir)[1]
+  step = training.checkpoint_step(train_dir)[1]
   result = run_module('cifar10_train', '--max_steps', str(step + 2), *args)
   assert result.returncode == 0, result.stdout + result.stderr
   assert 'resuming from %s/model.ckpt-%d' % (train_dir, step) in result.stdout

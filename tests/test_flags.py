@@ -4,8 +4,7 @@ import re
 
 import pytest
 
-from cifar10_tutorial import cifar10_eval
-from cifar10_tutorial import cifar10_train
+from cifar10_tutorial import flags
 
 
 @pytest.mark.parametrize('args, expected', [
@@ -14,11 +13,11 @@ from cifar10_tutorial import cifar10_train
     (['--run_once=0'], False),
 ])
 def test_booleans_mean_what_they_say(args, expected):
-  assert cifar10_eval.parse_args(args).run_once is expected
+  assert flags.parse('cifar10_eval', args).run_once is expected
 
 
 def test_training_defaults_are_the_tutorials():
-  cfg = cifar10_train.parse_args([])
+  cfg = flags.parse('cifar10_train', [])
   assert (cfg.batch_size, cfg.log_frequency, cfg.data_dir) == (128, 10, 'data')
   assert cfg.log_device_placement is False
 
@@ -32,14 +31,14 @@ def test_training_defaults_are_the_tutorials():
 ])
 def test_bad_flags_exit_with_one_clear_line(args, message, capsys):
   with pytest.raises(SystemExit) as e:
-    cifar10_eval.parse_args(args)
+    flags.parse('cifar10_eval', args)
   assert e.value.code == 2
   assert message in capsys.readouterr().err
 
 
 def test_max_steps_must_be_positive(capsys):
   with pytest.raises(SystemExit):
-    cifar10_train.parse_args(['--max_steps', '0'])
+    flags.parse('cifar10_train', ['--max_steps', '0'])
   assert 'expected a number above 0' in capsys.readouterr().err
 
 

@@ -7,8 +7,9 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
+from cifar10_tutorial import flags
 from cifar10_tutorial import records
-from conftest import random_examples, record_bytes
+from conftest import random_examples
 
 
 def _run_queue(fetches, steps=None):
@@ -32,7 +33,7 @@ def test_records_round_trip_exactly(tmp_path):
   images, labels = random_examples(7, seed=3)
   path = str(tmp_path / 'one.bin')
   with open(path, 'wb') as f:
-    f.write(record_bytes(images, labels))
+    f.write(records.encode(images, labels))
   with tf.Graph().as_default():
     files = tf.train.string_input_producer([path], shuffle=False)
     record = cifar10_input.read_cifar10(files)
@@ -67,7 +68,7 @@ def test_eval_crop_is_the_standardized_centre():
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('pipeline', cifar10_input.PIPELINES)
+@pytest.mark.parametrize('pipeline', flags.INPUT_PIPELINES)
 def test_training_batches_have_the_right_shapes_and_labels(tiny_data,
                                                            pipeline):
   data_dir, (_, train_labels), _ = tiny_data
@@ -122,7 +123,7 @@ def test_missing_data_names_the_path_and_suggests_make_data(tmp_path):
   assert 'make data' in message
 
 
-@pytest.mark.parametrize('pipeline', cifar10_input.PIPELINES)
+@pytest.mark.parametrize('pipeline', flags.INPUT_PIPELINES)
 def test_eval_inputs_read_every_record_once_in_file_order(tiny_data,
                                                           pipeline):
   data_dir, _, (images, labels) = tiny_data   # 30 test records
@@ -146,7 +147,7 @@ def test_chunked_reads_return_every_record_exactly(tmp_path):
     images, labels = random_examples(n, seed=10 + i)
     paths.append(str(tmp_path / ('%d.bin' % i)))
     with open(paths[-1], 'wb') as f:
-      f.write(record_bytes(images, labels))
+      f.write(records.encode(images, labels))
     examples += list(zip(images, labels))
   with tf.Graph().as_default():
     files = tf.train.string_input_producer(paths, num_epochs=1, shuffle=False)

@@ -6,7 +6,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10
-from cifar10_tutorial import cifar10_multi_gpu_train as multi
+from cifar10_tutorial import machine
+from cifar10_tutorial import training
 from conftest import run_module, summary_tags
 
 LEARNING_RATE = 0.1
@@ -30,9 +31,9 @@ def _one_step(images, labels, towers):
     else:
       batches = [(tf.constant(i), tf.constant(l)) for i, l in
                  zip(np.split(images, towers), np.split(labels, towers))]
-      devices, cpus = multi.tower_devices(towers, 'cpu')
-      tower_grads, _, _, _ = multi.tower_gradients(batches, devices, opt)
-      grads = multi.average_gradients(tower_grads)
+      devices, cpus = machine.tower_devices(towers, 'cpu')
+      towers_built = training.tower_gradients(batches, devices, opt)
+      grads = training.average_gradients([t.grads for t in towers_built])
     train_op, _ = cifar10.apply_and_average(grads, step,
                                             tf.constant(LEARNING_RATE))
     variables = {v.op.name: v for v in tf.global_variables()}
@@ -64,8 +65,8 @@ def test_two_towers_train_like_one_tower_of_twice_the_batch():
 def test_variables_exist_once_under_the_tutorials_names():
   with tf.Graph().as_default():
     batches = [(tf.zeros([2, 24, 24, 3]), tf.zeros([2], tf.int32))] * 3
-    devices, _ = multi.tower_devices(3, 'cpu')
-    multi.tower_gradients(batches, devices, cifar10.gradient_descent(0.1))
+    devices, _ = machine.tower_devices(3, 'cpu')
+    training.tower_gradients(batches, devices, cifar10.gradient_descent(0.1))
     names = [v.op.name for v in tf.trainable_variables()]
     per_tower = [op.name for op in tf.get_default_graph().get_operations()
                  if op.name.startswith('tower_2/cross_entropy')]
@@ -106,7 +107,7 @@ def test_two_tower_run_is_evaluated_and_resumed(tiny_data, tmp_path):
   assert 'saved checkpoint at step 7' in single.stdout
 
 
-@pytest.mark.skipif(cifar10.gpu_count() >= 3, reason='this machine has 3 GPUs')
+@pytest.mark.skipif(machine.gpu_count() >= 3, reason='this machine has 3 GPUs')
 def test_asking_for_more_gpus_than_exist_is_a_clear_error(tiny_data, tmp_path):
   result = run_module('cifar10_multi_gpu_train', '--data_dir', tiny_data[0],
                       '--train_dir', str(tmp_path / 'train'), '--num_gpus',
@@ -114,6 +115,6 @@ def test_asking_for_more_gpus_than_exist_is_a_clear_error(tiny_data, tmp_path):
   assert result.returncode == 1
   assert result.stdout.strip().splitlines()[-1].endswith(
       'error: --num_gpus 3: expected 3 GPUs, found %d (add --tower_device cpu '
-      'to run 3 towers on virtual CPU devices)' % cifar10.gpu_count())
+      'to run 3 towers on virtual CPU devices)' % machine.gpu_count())
   assert 'Traceback' not in result.stderr
   assert not (tmp_path / 'train').exists()

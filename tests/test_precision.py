@@ -4,6 +4,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10
+from cifar10_tutorial import flags
+from cifar10_tutorial import machine
 
 
 def _logits_and_gradients(precision, images, labels):
@@ -30,7 +32,7 @@ def runs():
   images = rng.normal(size=(8, 24, 24, 3)).astype(np.float32)
   labels = rng.randint(0, 10, 8).astype(np.int32)
   return {p: _logits_and_gradients(p, images, labels)
-          for p in cifar10.PRECISIONS}
+          for p in flags.PRECISIONS}
 
 
 def _relative(a, b):
@@ -68,8 +70,8 @@ def test_emulation_rounds_like_bf16(runs):
 
 def test_bf16_warns_only_where_it_is_slow():
   avx2 = {'avx2', 'fma'}
-  assert 'slow' in cifar10.precision_warning('bf16', 0, avx2)
-  assert cifar10.precision_warning('bf16', 1, avx2) is None
-  assert cifar10.precision_warning('bf16', 0, avx2 | {'avx512f'}) is None
-  assert cifar10.precision_warning('fp32', 0, avx2) is None
-  assert cifar10.precision_warning('bf16_emulated', 0, avx2) is None
+  assert 'slow' in machine.precision_warning('bf16', 0, avx2)
+  assert machine.precision_warning('bf16', 1, avx2) is None
+  assert machine.precision_warning('bf16', 0, avx2 | {'avx512f'}) is None
+  assert machine.precision_warning('fp32', 0, avx2) is None
+  assert machine.precision_warning('bf16_emulated', 0, avx2) is None

@@ -1,0 +1,85 @@
+"""What this machine has (GPUs, CPU features), and what follows from it:
+where the towers go, how a session is configured, when a precision is slow.
+"""
+import logging
+
+import tensorflow.compat.v1 as tf
+
+log = logging.getLogger('cifar10_tutorial')
+
+
+class DeviceError(RuntimeError):
+  """Asked for more GPUs than the machine has."""
+
+
+def gpu_count():
+  return len(tf.config.list_physical_devices('GPU'))
+
+
+def cpu_flags(path='/proc/cpuinfo'):
+  """The CPU's feature flags (empty where /proc/cpuinfo is not readable)."""
+  try:
+    with open(path) as f:
+      for line in f:
+        if line.startswith('flags'):
+          return set(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  return set()
+
+
+def precision_warning(precision, gpus, flags=None):
+  """Why `precision` will be slow on this machine, or None.
+
+  TensorFlow's fast (oneDNN) bfloat16 kernels need AVX-512; without it and
+  without a GPU, bf16 runs in fallback kernels many times slower than fp32.
+  """
+  flags = cpu_flags() if flags is None else flags
+  if precision != 'bf16' or gpus or 'avx512f' in flags:
+    return None
+  return ('--precision bf16 on a CPU without AVX-512 or bfloat16 units and '
+          'no GPU runs in TensorFlow\'s slow fallback kernels: expect it to '
+          'be many times slower than fp32 (13-16x measured on an AVX2 CPU). '
+          '--precision bf16_emulated makes the same roundings at fp32 '
+          'speed, to check its accuracy.')
+
+
+def precision_warning_for(cfg):
+  """precision_warning for a program's flags: eval on the CPU sees no GPU."""
+  if not hasattr(cfg, 'precision'):
+    return None
+  gpus = 0 if getattr(cfg, 'eval_device', None) == 'cpu' else gpu_count()
+  return precision_warning(cfg.precision, gpus)
+
+
+def tower_devices(num_towers, tower_device):
+  """The device of each tower, and the CPU devices the session must create.
+
+  `tower_device` is 'gpu' (towers on /gpu:i; too few GPUs is an error),
+  'cpu' (towers on N virtual CPU devices: for testing and for looking at the
+  tower graph, no faster than one device on a CPU) or 'auto' (GPUs when
+  there are any, else virtual CPU devices).
+  """
+  found = gpu_count()
+  if tower_device == 'auto':
+    tower_device = 'gpu' if found else 'cpu'
+    if not found:
+      log.info('no GPU found: running %d towers on %d virtual CPU devices',
+               num_towers, num_towers)
+  if tower_device == 'gpu':
+    if num_towers > found:
+      plural = '' if num_towers == 1 else 's'
+      raise DeviceError(
+          '--num_gpus %d: expected %d GPU%s, found %d (add --tower_device cpu '
+          'to run %d tower%s on virtual CPU devices)' %
+          (num_towers, num_towers, plural, found, num_towers, plural))
+    return ['/gpu:%d' % i for i in range(num_towers)], 1
+  return ['/cpu:%d' % i for i in range(num_towers)], num_towers
+
+
+def session_config(cfg, cpu_devices=1):
+  """Soft placement (ops without a GPU kernel fall back to the CPU), and
+  `cpu_devices` CPU devices (virtual ones beyond the first, for towers)."""
+  return tf.ConfigProto(allow_soft_placement=True,
+                        log_device_placement=cfg.log_device_placement,
+                        device_count={'CPU': cpu_devices})

@@ -1,0 +1,85 @@
+"""The shell every program runs in: flags, logging, signals, exit status.
+
+    def main(argv=None):
+      return program.main('cifar10_eval', __doc__, evaluate, argv)
+
+`main` parses the program's flags (flags.py), sends log lines to stdout
+(TensorFlow's own chatter only with --tf_logs), warns when the chosen
+precision will be slow here, runs `body(cfg)` with Ctrl-C and SIGTERM
+handled, and turns the outcome into an exit status: what `body` returns
+(None is 0); 1 for an error the user can fix, as one line
+`error: <file>: expected ..., found ...`; 128 + the signal number after a
+stop on a signal. Programs call quiet.install() before importing
+TensorFlow, so its known start-up and shutdown noise stays off the
+terminal too.
+"""
+import logging
+import sys
+
+import cifar10_tutorial
+from cifar10_tutorial import flags
+from cifar10_tutorial import progress
+from cifar10_tutorial import records
+from cifar10_tutorial import stopping
+
+log = logging.getLogger('cifar10_tutorial')
+
+# What a first Ctrl-C or SIGTERM does: a trainer finishes the step in flight
+# and saves a checkpoint (FINISH_STEP); other programs stop at once, saying
+# the message given.
+FINISH_STEP = None
+
+
+def setup_logging(cfg, timestamps=True):
+  """Our progress lines on stdout; TensorFlow's own chatter only if asked."""
+  logging.basicConfig(
+      level=logging.INFO, handlers=[progress.Handler(sys.stdout)],
+      format='%(asctime)s %(message)s' if timestamps else '%(message)s',
+      datefmt='%H:%M:%S')
+  if not hasattr(cfg, 'tf_logs'):
+    return
+  tf_logger = logging.getLogger('tensorflow')
+  # TensorFlow's logger prints through its own handler: not through ours too.
+  tf_logger.propagate = False
+  tf_logger.setLevel(logging.INFO if cfg.tf_logs else logging.WARNING)
+  cifar10_tutorial.show_tensorflow_deprecations(cfg.tf_logs)
+
+
+def _finish_step(signum):
+  log.info('stopping: finishing this step and saving a checkpoint '
+           '(Ctrl-C again to quit at once)')
+
+
+def _stop_at_once(message):
+  def first(signum):
+    raise stopping.Interrupted(signum, message)
+  return first
+
+
+def main(program, doc, body, argv=None, errors=(), on_signal='stopped',
+         timestamps=True):
+  """Runs `body(cfg)` as the program `program`; returns its exit status.
+
+  `errors` are the exception types (besides records.DataError) that mean a
+  problem the user can fix: one line, exit status 1. `on_signal` is
+  FINISH_STEP, or the message to stop with.
+  """
+  cfg = flags.parse(program, sys.argv[1:] if argv is None else argv, doc)
+  setup_logging(cfg, timestamps)
+  if hasattr(cfg, 'precision'):
+    from cifar10_tutorial import machine   # TensorFlow: only programs with it
+    warning = machine.precision_warning_for(cfg)
+    if warning:
+      log.warning('warning: %s', warning)
+  first = (_finish_step if on_signal is FINISH_STEP else
+           _stop_at_once(on_signal))
+  try:
+    with stopping.on_signals(first):
+      status = body(cfg)
+  except stopping.Interrupted as e:
+    log.info('%s', e)
+    return e.exit_code
+  except (records.DataError,) + tuple(errors) as e:
+    log.error('error: %s', e)
+    return 1
+  return status or 0
