@@ -21,6 +21,16 @@ Parts (--parts):
   memory  peak RSS of training on ten times as many records (synthetic),
           next to the same configuration on the data used for the rest
 
+Parts that run whole training programs, as a user starts them (not in
+`--parts all`; for a GPU machine):
+  sustained  examples/sec over --run_steps steps after --run_warmup, every
+             step counted (summary and checkpoint steps too), timed by the
+             wall clock from the trainer's own event files; the median of
+             its logged examples/sec; the GPU's utilization, peak memory
+             and name, sampled with nvidia-smi during the timed steps
+  accuracy   trains --accuracy_steps steps, then `cifar10_eval --run_once`:
+             precision @ 1 on the 10,000 test images, and the wall time
+
 Training configurations (each adds one change to the one before it):
   tutorial  the tutorial's settings: TensorFlow's default kernels, tf.nn.lrn,
             per-example input, one preprocessing thread per CPU
@@ -33,16 +43,33 @@ Training configurations (each adds one change to the one before it):
             the same math as one device's 128 (the averaged gradients)
   bf16      default with --precision bf16 (timed over fewer steps)
 
+Whole runs (--runs), for the sustained and accuracy parts:
+  baseline        the --baseline checkout's cifar10_train, its defaults
+  default         cifar10_train, this checkout's defaults
+  steps1, steps10 default with --steps_per_run 1 or 10
+  no_xla          default with --xla false
+  no_prefetch     default with --prefetch_to_device false
+  cpu_preprocess  default with --preprocess_on cpu
+  bf16            default with --precision bf16
+  multi1, multi2  cifar10_multi_gpu_train --num_gpus 1 or 2
+
 Uses the real data in --data_dir when it is there, else synthetic records
 (said in the output). Results also go to a JSON file. A benchmark, not a
 test: nothing here passes or fails.
 """
+if __name__ == '__main__':
+  # The sustained and accuracy parts read event files with TensorFlow.
+  from cifar10_tutorial import quiet
+  quiet.install()
+
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 import numpy as np
 
@@ -71,6 +98,28 @@ EVAL = {
     'bf16': {'flags': {'precision': 'bf16'}, 'slow': True},
 }
 PARTS = ('peak', 'input', 'train', 'eval', 'memory')
+RUN_PARTS = ('sustained', 'accuracy')   # only when named
+# Whole training runs: the program, its flags, and the towers (examples per
+# step = batch x towers). 'checkout': 'baseline' runs the --baseline copy.
+RUNS = {
+    'baseline': {'program': 'cifar10_train', 'flags': [],
+                 'checkout': 'baseline'},
+    'default': {'program': 'cifar10_train', 'flags': []},
+    'steps1': {'program': 'cifar10_train', 'flags': ['--steps_per_run', '1']},
+    'steps10': {'program': 'cifar10_train',
+                'flags': ['--steps_per_run', '10']},
+    'no_xla': {'program': 'cifar10_train', 'flags': ['--xla', 'false']},
+    'no_prefetch': {'program': 'cifar10_train',
+                    'flags': ['--prefetch_to_device', 'false']},
+    'cpu_preprocess': {'program': 'cifar10_train',
+                       'flags': ['--preprocess_on', 'cpu']},
+    'bf16': {'program': 'cifar10_train', 'flags': ['--precision', 'bf16']},
+    'multi1': {'program': 'cifar10_multi_gpu_train',
+               'flags': ['--num_gpus', '1']},
+    'multi2': {'program': 'cifar10_multi_gpu_train',
+               'flags': ['--num_gpus', '2'], 'towers': 2},
+}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLOW_STEPS, SLOW_WARMUP, SLOW_EVAL_EXAMPLES = 20, 3, 1000
 
 # The tables: (heading, result key, format) per column; the first column is
@@ -90,6 +139,62 @@ EVAL_COLUMNS = [('config', 'config', '%-10s'),
                 ('images/s', 'images_per_sec', '%10.0f'),
                 ('GFLOP/s', 'gflops', '%8.1f'),
                 ('peak RSS', 'peak_rss_mb', '%7.0fMB')]
+SUSTAINED_COLUMNS = [('run', 'config', '%-14s'),
+                     ('sustained ex/s', 'examples_per_sec', '%14.0f'),
+                     ('median ex/s', 'median_examples_per_sec', '%11.0f'),
+                     ('GPU busy', 'gpu_utilization', '%7.0f%%'),
+                     ('GPU peak MiB', 'gpu_peak_mib', '%12.0f')]
+ACCURACY_COLUMNS = [('run', 'config', '%-14s'),
+                    ('steps', 'steps', '%6d'),
+                    ('precision@1', 'precision_at_1', '%11.3f'),
+                    ('train s', 'train_seconds', '%8.0f')]
+
+
+class GpuMonitor(object):
+  """Samples each GPU's utilization and memory with nvidia-smi, 5 times a
+  second, in the background; nothing where there is no nvidia-smi."""
+
+  QUERY = 'index,name,utilization.gpu,memory.used'
+
+  def __init__(self):
+    self.samples = []   # (time, index, name, utilization %, memory MiB)
+    self._proc = None
+
+  def __enter__(self):
+    if shutil.which('nvidia-smi'):
+      self._proc = subprocess.Popen(
+          ['nvidia-smi', '--query-gpu=' + self.QUERY,
+           '--format=csv,noheader,nounits', '-lms', '200'],
+          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+      self._reader = threading.Thread(target=self._read, daemon=True)
+      self._reader.start()
+    return self
+
+  def _read(self):
+    for line in self._proc.stdout:
+      parts = [p.strip() for p in line.split(',')]
+      try:
+        self.samples.append((time.time(), int(parts[0]), parts[1],
+                             float(parts[2]), float(parts[3])))
+      except (IndexError, ValueError):
+        pass   # a line nvidia-smi could not fill ("[N/A]")
+
+  def __exit__(self, *exc):
+    if self._proc:
+      self._proc.terminate()
+      self._proc.wait()
+      self._reader.join(timeout=5)
+
+  def summary(self, start, end, gpus):
+    """Mean utilization of GPUs 0..gpus-1 from `start` to `end`, their peak
+    memory over the whole run, and their names."""
+    used = [s for s in self.samples if s[1] < gpus]
+    timed = [s[3] for s in used if start <= s[0] <= end]
+    return {'gpu_utilization': float(np.mean(timed)) if timed else
+                               float('nan'),
+            'gpu_peak_mib': max([s[4] for s in used] or [float('nan')]),
+            'gpu': ', '.join(sorted({'%d: %s' % (s[1], s[2])
+                                     for s in used})) or 'none'}
 
 
 class Runner(object):
@@ -116,28 +221,70 @@ class Runner(object):
     self.results.append(result)
     return result
 
+  def program(self, kind, name, data_dir, round_=1):
+    """One whole training run (and, for accuracy, an eval of it)."""
+    a, run = self.args, RUNS[name]
+    checkout = ROOT
+    if run.get('checkout') == 'baseline':
+      if not a.baseline:
+        sys.exit('bench: the baseline run needs --baseline DIR')
+      checkout = os.path.abspath(a.baseline)
+    train_dir = tempfile.mkdtemp(prefix=name + '-', dir=a.checkpoint_dir)
+    steps = (a.accuracy_steps if kind == 'accuracy' else
+             a.run_warmup + a.run_steps)
+    towers = run.get('towers', 1)
+    cmd = [sys.executable, '-m', 'cifar10_tutorial.' + run['program'],
+           '--data_dir', os.path.abspath(data_dir), '--train_dir', train_dir,
+           '--max_steps', str(steps), '--batch_size', str(a.batch_size),
+           '--log_frequency', '10'] + run['flags']
+    with GpuMonitor() as gpu:
+      started = time.time()
+      out = subprocess.run(cmd, cwd=checkout, capture_output=True, text=True)
+      seconds = time.time() - started
+    result = {'kind': kind, 'config': name, 'round': round_, 'steps': steps,
+              'train_seconds': seconds, 'checkout': checkout}
+    if out.returncode:
+      # Said, and the other runs still measured: a GPU call is dear.
+      print('bench: %s %s failed (exit %d):\n%s' % (
+          kind, name, out.returncode, (out.stdout + out.stderr)[-3000:]))
+      result.update(failed=True, examples_per_sec=float('nan'),
+                    precision_at_1=float('nan'))
+    elif kind == 'accuracy':
+      result.update(_evaluate(train_dir, data_dir))
+    else:
+      result.update(_sustained(train_dir, a.run_warmup, steps,
+                               a.batch_size * towers, gpu, towers))
+    shutil.rmtree(train_dir, ignore_errors=True)
+    self.results.append(result)
+    return result
+
   def rounds(self, kind, table, names, data_dir, key, unit):
     for round_ in range(1, self.args.rounds + 1):
       for name in names:
-        r = self.run(kind, name, data_dir, table[name].get('env'), round_)
-        print('  round %d  %-6s %-12s %9.1f %s' % (round_, kind, name, r[key],
-                                                  unit), flush=True)
+        if kind in RUN_PARTS:
+          r = self.program(kind, name, data_dir, round_)
+        else:
+          r = self.run(kind, name, data_dir, table[name].get('env'), round_)
+        print('  round %d  %-6s %-14s %9s %s' % (
+            round_, kind, name, '%.3f' % r[key] if r[key] < 10 else
+            '%.1f' % r[key], unit), flush=True)
 
   def median(self, kind, name, key):
-    return float(np.median([r[key] for r in self.results
+    return float(np.median([r.get(key, np.nan) for r in self.results
                             if r['kind'] == kind and r['config'] == name]))
 
   def table(self, kind, names, columns, ratio, ratio_heading='ratio',
             inverse=False):
     """Prints the medians of `kind` by configuration; returns them."""
     keys = [key for _, key, _ in columns[1:]] + (
-        [ratio] if ratio not in [k for _, k, _ in columns] else [])
+        [ratio] if ratio and ratio not in [k for _, k, _ in columns] else [])
     rows = {name: {k: self.median(kind, name, k) for k in keys}
             for name in names}
     widths = [len(fmt % 0) for _, _, fmt in columns]
     print(' '.join(h.rjust(w) if i else h.ljust(w) for i, ((h, _, _), w)
-                   in enumerate(zip(columns, widths))) + ' %9s' % ratio_heading)
-    base = rows[names[0]][ratio]
+                   in enumerate(zip(columns, widths))) +
+          (' %9s' % ratio_heading if ratio else ''))
+    base = rows[names[0]][ratio] if ratio else None
     for name in names:
       row = rows[name]
       cells = [columns[0][2] % name] + [fmt % row[key]
@@ -145,8 +292,36 @@ class Runner(object):
       factor = ''
       if base and row[ratio]:
         factor = '%.2fx' % (base / row[ratio] if inverse else row[ratio] / base)
-      print(' '.join(cells) + ' %9s' % factor)
+      print(' '.join(cells) + (' %9s' % factor if ratio else ''))
     return rows
+
+
+def _sustained(train_dir, warmup, steps, examples_per_step, gpu, gpus):
+  """Rates from the trainer's own logged examples/sec events: their wall
+  times time every step from --run_warmup to the end."""
+  from cifar10_tutorial import summaries   # TensorFlow: only for these parts
+  points = [p for p in summaries.read_scalars(train_dir, 'examples_per_sec')
+            if p[1] >= warmup]
+  (start, first, _), (end, last, _) = points[0], points[-1]
+  rate = (last - first) * examples_per_step / (end - start)
+  result = {'examples_per_sec': rate, 'timed_steps': last - first,
+            'median_examples_per_sec': float(np.median(
+                [p[2] for p in points[1:]]))}
+  result.update(gpu.summary(start, end, gpus))
+  return result
+
+
+def _evaluate(train_dir, data_dir):
+  out = subprocess.run(
+      [sys.executable, '-m', 'cifar10_tutorial.cifar10_eval', '--data_dir',
+       os.path.abspath(data_dir), '--checkpoint_dir', train_dir, '--eval_dir',
+       os.path.join(train_dir, 'eval'), '--run_once'], cwd=ROOT,
+      capture_output=True, text=True)
+  found = [l for l in out.stdout.splitlines() if 'precision @ 1 = ' in l]
+  if out.returncode or not found:
+    sys.exit('bench: eval of %s failed:\n%s' % (train_dir, (
+        out.stdout + out.stderr)[-3000:]))
+  return {'precision_at_1': float(found[-1].split(' = ')[1].split()[0])}
 
 
 def _names(given, known, what):
@@ -162,7 +337,9 @@ def _names(given, known, what):
 def main(argv=None):
   args = flags.parse('bench', sys.argv[1:] if argv is None else argv,
                      __doc__)
-  args.parts = _names(args.parts, PARTS, 'part')
+  args.parts = (list(PARTS) if args.parts == ['all'] else
+                _names(args.parts, PARTS + RUN_PARTS, 'part'))
+  args.runs = _names(args.runs, RUNS, 'run')
   args.configs = _names(args.configs, TRAIN, 'configuration')
   args.inputs = _names(args.inputs, INPUT, 'input variant')
   args.evals = _names(args.evals, EVAL, 'eval configuration')
@@ -242,6 +419,25 @@ def _bench(args, scratch):
     print('peak RSS: %.0f MB on %d records (%s), %.0f MB on %d (%+.1f%%)' % (
         small, train_records, kind, large,
         many, 100.0 * (large - small) / small))
+
+  for kind, columns in (('sustained', SUSTAINED_COLUMNS),
+                        ('accuracy', ACCURACY_COLUMNS)):
+    if kind in args.parts:
+      print('\n%s (whole runs: %s):' % (kind, ', '.join(args.runs)),
+            flush=True)
+      os.makedirs(args.checkpoint_dir, exist_ok=True)
+      runner.rounds(kind, RUNS, args.runs, data_dir,
+                    'examples_per_sec' if kind == 'sustained' else
+                    'precision_at_1', 'examples/s' if kind == 'sustained'
+                    else 'precision @ 1')
+      summary[kind] = runner.table(
+          kind, args.runs, columns,
+          'examples_per_sec' if kind == 'sustained' else None)
+      for name in args.runs:
+        gpus = {r.get('gpu') for r in runner.results
+                if r['kind'] == kind and r['config'] == name}
+        if gpus - {None}:
+          print('  %s ran on %s' % (name, ', '.join(sorted(gpus - {None}))))
 
   os.makedirs(os.path.dirname(args.json) or '.', exist_ok=True)
   with open(args.json, 'w') as f:

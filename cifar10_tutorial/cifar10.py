@@ -6,7 +6,12 @@ Shared by the training core and the eval loop:
   total_loss, losses = loss(model, labels)
   lr = learning_rate(global_step, examples_per_step, examples_per_epoch)
   grads = gradient_descent(lr).compute_gradients(total_loss, model.variables)
-  train_op = apply_and_average(grads, global_step, lr, loss_averages_op)
+  averages = moving_averages(global_step)      # once per trainer
+  train_op = apply_and_average(grads, global_step, lr, averages)
+
+Summaries (loss_summaries, training_summaries, activation_summaries) are
+made apart from the update ops, so the training loop can build a step with
+them (every 100th step) and without them (the steps in between).
 
 Variable names (`conv1/weights`, ..., `softmax_linear/biases`, and the shadow
 `<var>/ExponentialMovingAverage`) are the tutorial's, so checkpoints read the
@@ -181,35 +186,52 @@ def loss(model, labels):
   return tf.add_n(losses, name='total_loss'), losses
 
 
-def loss_averages(losses):
-  """Moving averages of the losses (`<loss>/avg`, decay 0.9) and summaries.
+class LossAverages(object):
+  """Moving averages of the losses (`<loss>/avg`, decay 0.9), for summaries.
 
-  Returns (update op, summaries): each loss is shown raw and averaged, since
-  the raw per-batch value is noisy.
+  Zero-debiased, as TensorFlow 1.0 did by itself for averages of tensors:
+  the first average is the first loss, not a tenth of it. The variables are
+  local: the averages only smooth the summaries, so they stay out of
+  checkpoints (they differ per tower) and both trainers save exactly the
+  same state and can resume each other's runs.
+
+  The first `update` makes the variables; later calls, with the same losses
+  built again (inside the in-graph training loop), update the same ones.
   """
-  # zero_debias, as TensorFlow 1.0 did by itself for averages of tensors:
-  # the first average is the first loss, not a tenth of it.
-  averages = tf.train.ExponentialMovingAverage(defaults.LOSS_AVERAGE_DECAY,
-                                               zero_debias=True, name='avg')
-  before = set(tf.global_variables())
-  update = averages.apply(losses)
-  # The averages only smooth the summaries: make them local variables, so
-  # they stay out of checkpoints (they differ per tower) and both trainers
-  # save exactly the same state and can resume each other's runs.
-  graph = tf.get_default_graph()
-  for var in set(tf.global_variables()) - before:
-    graph.get_collection_ref(tf.GraphKeys.GLOBAL_VARIABLES).remove(var)
-    graph.add_to_collection(tf.GraphKeys.LOCAL_VARIABLES, var)
-  summaries = []
+
+  def __init__(self, decay=defaults.LOSS_AVERAGE_DECAY):
+    self.decay = decay
+    self._slots = None
+
+  def _slot(self, loss, what):
+    return tf.Variable(0.0, trainable=False, name=loss.op.name + '/avg/' + what,
+                       collections=[tf.GraphKeys.LOCAL_VARIABLES])
+
+  def update(self, losses):
+    """(update op, the averages after this step's update) for `losses`."""
+    if self._slots is None:
+      self._slots = [(self._slot(l, 'biased'), self._slot(l, 'count'))
+                     for l in losses]
+    # TensorFlow's own zero-debiasing arithmetic, in float32, so the first
+    # average is exactly the first loss.
+    rate = 1.0 - tf.constant(self.decay, tf.float32)
+    updates, averages = [], []
+    for l, (biased, count) in zip(losses, self._slots):
+      new_biased = biased.assign_sub((biased - l) * rate)
+      new_count = count.assign_add(1.0)
+      updates += [new_biased.op, new_count.op]
+      averages.append(new_biased / (1.0 - tf.pow(1.0 - rate, new_count)))
+    return tf.group(*updates), averages
+
+
+def loss_summaries(losses, averages):
+  """Each loss raw and averaged (the raw per-batch value is noisy)."""
+  items = []
   with summary.scope():
-    for l in losses:
-      summaries.append(summary.scalar(l.op.name + ' (raw)', l))
-      # Read the average after this step's update: before it, the first
-      # summary would show 0 instead of the first loss.
-      with tf.control_dependencies([update]):
-        average = tf.identity(averages.average(l))
-      summaries.append(summary.scalar(l.op.name, average))
-  return update, summaries
+    for l, average in zip(losses, averages):
+      items.append(summary.scalar(l.op.name + ' (raw)', l))
+      items.append(summary.scalar(l.op.name, average))
+  return items
 
 
 def learning_rate(global_step, examples_per_step, examples_per_epoch):
@@ -228,29 +250,38 @@ def gradient_descent(lr):
 
 
 def moving_averages(global_step=None):
-  """The weight averages eval restores (decay 0.9999, step as num_updates)."""
+  """The weight averages eval restores (decay 0.9999, step as num_updates).
+
+  A trainer makes one and applies it every step: its first `apply` makes
+  the shadow variables, later ones update them.
+  """
   return tf.train.ExponentialMovingAverage(defaults.MOVING_AVERAGE_DECAY,
                                            global_step)
 
 
-def apply_and_average(grads_and_vars, global_step, lr, extra_updates=()):
+def apply_and_average(grads_and_vars, global_step, lr, averages,
+                      extra_updates=()):
   """Applies the gradients, then updates the weights' moving averages.
 
-  Returns (train_op, summaries). `extra_updates` (the loss averages) run in
-  the same step. The averages read the weights after this step's update, and
-  the global step after its increment, as in the tutorial.
+  `averages` is the trainer's moving_averages(). `extra_updates` (the loss
+  averages) run in the same step. The averages read the weights after this
+  step's update, and the global step after its increment, as in the
+  tutorial. Returns the train op.
   """
   apply_op = gradient_descent(lr).apply_gradients(grads_and_vars, global_step)
   with tf.control_dependencies([apply_op]), tf.name_scope('moving_averages'):
-    average_op = moving_averages(global_step).apply(
-        [v for _, v in grads_and_vars])
-  train_op = tf.group(apply_op, average_op, *extra_updates, name='train')
+    average_op = averages.apply([v for _, v in grads_and_vars])
+  return tf.group(apply_op, average_op, *extra_updates, name='train')
+
+
+def training_summaries(grads_and_vars, lr):
+  """The learning rate, and histograms of each weight and its gradient."""
   with summary.scope():
-    summaries = [summary.scalar('learning_rate', lr)]
+    items = [summary.scalar('learning_rate', lr)]
     for grad, var in grads_and_vars:
-      summaries.append(summary.histogram(var.op.name, var))
-      summaries.append(summary.histogram(var.op.name + '/gradients', grad))
-  return train_op, summaries
+      items.append(summary.histogram(var.op.name, var))
+      items.append(summary.histogram(var.op.name + '/gradients', grad))
+  return items
 
 
 def captioned_images(images, labels, count=3, scale=3):

@@ -144,28 +144,43 @@ def central_crop_batch(images):
 
 
 class ExampleQueue(object):
-  """A queue of preprocessed (image, label) examples, filled by threads.
+  """A queue of (image, label) examples, filled by threads.
 
   Training uses a shuffling queue that starts serving only once it holds
   `min_after_dequeue` examples, so batches mix records from across the data;
   eval uses a first-in first-out queue and a partial final batch.
   `num_records` is how many records the files hold (one epoch).
+
+  The images are preprocessed by the threads, or, in a raw queue, left as
+  the records' uint8 32x32x3 pixels for the consumer to preprocess on its
+  own device with `finish` (a GPU does a batch's distortions in
+  microseconds, and a quarter of the bytes cross to it).
   """
 
   def __init__(self, queue, capacity, min_after_dequeue, num_records,
-               partial_batches):
+               partial_batches, finish=None):
     self.queue = queue
     self.capacity = capacity
     self.min_after_dequeue = min_after_dequeue
     self.num_records = num_records
     self._partial_batches = partial_batches
+    self._finish = finish
+
+  @property
+  def raw(self):
+    return self._finish is not None
 
   def dequeue(self, batch_size):
-    """Returns (images [batch, 24, 24, 3] float32, labels [batch] int32)."""
+    """Returns (images, labels [batch] int32): float32 [batch, 24, 24, 3],
+    or uint8 [batch, 32, 32, 3] from a raw queue."""
     with tf.device('/cpu:0'):
       if self._partial_batches:
         return tuple(self.queue.dequeue_up_to(batch_size))
       return tuple(self.queue.dequeue_many(batch_size))
+
+  def finish(self, images):
+    """The preprocessing left to the consumer: float32 [batch, 24, 24, 3]."""
+    return self._finish(images) if self._finish else images
 
   def fill_summary(self):
     """A scalar summary: how full the queue is (0 = starving the trainer)."""
@@ -185,22 +200,27 @@ def min_queue_examples(num_records):
 
 
 def _example_queue(files, preprocess, batch_size, num_threads, shuffle,
-                   num_epochs, pipeline, name):
-  """`preprocess` is a pair: the per-example function and its batched twin."""
+                   num_epochs, pipeline, name, raw=False):
+  """`preprocess` is a pair: the per-example function and its batched twin.
+  `raw`: queue the uint8 pixels and leave the batched one to the consumer."""
   num_records = records.check_record_files(files)
   warmup = min_queue_examples(num_records)
   capacity = warmup + 3 * batch_size
-  size, depth = defaults.IMAGE_SIZE, defaults.DEPTH
-  shapes = [[size, size, depth], []]
+  if raw:
+    dtype, size = tf.uint8, defaults.SOURCE_HEIGHT
+    preprocess = (tf.identity, tf.identity)
+  else:
+    dtype, size = tf.float32, defaults.IMAGE_SIZE
+  shapes = [[size, size, defaults.DEPTH], []]
   with tf.device('/cpu:0'), tf.name_scope(name):
     filename_queue = tf.train.string_input_producer(
         files, num_epochs=num_epochs, shuffle=shuffle,
         capacity=defaults.FILENAME_QUEUE_CAPACITY)
     if shuffle:
-      queue = tf.RandomShuffleQueue(capacity, warmup, [tf.float32, tf.int32],
+      queue = tf.RandomShuffleQueue(capacity, warmup, [dtype, tf.int32],
                                     shapes=shapes, name='examples')
     else:
-      queue = tf.FIFOQueue(capacity, [tf.float32, tf.int32], shapes=shapes,
+      queue = tf.FIFOQueue(capacity, [dtype, tf.int32], shapes=shapes,
                            name='examples')
     if pipeline == 'batched':
       chunk = read_cifar10_many(filename_queue, defaults.READ_CHUNK)
@@ -208,26 +228,37 @@ def _example_queue(files, preprocess, batch_size, num_threads, shuffle,
                                     chunk.label])
     elif pipeline == 'per_example':
       record = read_cifar10(filename_queue)
-      enqueue = queue.enqueue([preprocess[0](tf.cast(record.uint8image,
-                                                     tf.float32)),
-                               record.label])
+      image = record.uint8image if raw else tf.cast(record.uint8image,
+                                                    tf.float32)
+      enqueue = queue.enqueue([preprocess[0](image), record.label])
     else:
       raise ValueError('pipeline: expected one of %s, found %r' %
                        (', '.join(flags.INPUT_PIPELINES), pipeline))
     # Each thread runs the whole read-and-preprocess subgraph on its own
-    # record or chunk. MonitoredSession starts the runners in this collection.
+    # record or chunk. The trainers and eval start the runners in this
+    # collection.
     tf.train.add_queue_runner(tf.train.QueueRunner(queue,
                                                    [enqueue] * num_threads))
   return ExampleQueue(queue, capacity, warmup, num_records,
-                      partial_batches=not shuffle)
+                      partial_batches=not shuffle,
+                      finish=_finish_raw if raw else None)
 
 
-def train_queue(data_dir, batch_size, num_threads=None, pipeline='batched'):
-  """The shuffled queue of distorted training examples, read forever."""
+def _finish_raw(images):
+  # Cast first: the gathers then run on float32, which every device has
+  # kernels for. The same numbers as distorting the uint8 pixels.
+  return distort_batch(tf.cast(images, tf.float32))
+
+
+def train_queue(data_dir, batch_size, num_threads=None, pipeline='batched',
+                raw=False):
+  """The shuffled queue of training examples, read forever: distorted by
+  the input threads, or `raw`, to be distorted by the consumer (finish)."""
   return _example_queue(records.data_files(data_dir),
                         (distort, distort_batch), batch_size,
                         num_threads or defaults.INPUT_THREADS, shuffle=True,
-                        num_epochs=None, pipeline=pipeline, name='train_input')
+                        num_epochs=None, pipeline=pipeline, name='train_input',
+                        raw=raw)
 
 
 def eval_queue(data_dir, batch_size, eval_data=True, num_threads=1,

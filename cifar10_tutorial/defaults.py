@@ -65,6 +65,9 @@ LOG_FREQUENCY = 10              # steps between console lines
 SAVE_SUMMARIES_STEPS = 100
 SAVE_CHECKPOINT_SECS = 600      # single-device trainer
 MULTI_GPU_CHECKPOINT_STEPS = 1000
+# Not the tutorial's: training steps per session.run on a GPU (an in-graph
+# loop; see --steps_per_run). Chosen by measurement (README, "On a GPU").
+GPU_STEPS_PER_RUN = 100
 
 # --- Evaluation. ---
 EVAL_INTERVAL_SECS = 300

@@ -34,6 +34,8 @@ LRNS = ('matmul', 'tf')
 TOWER_DEVICES = ('gpu', 'cpu', 'auto')
 EVAL_DATA = ('test', 'train_eval')
 EVAL_DEVICES = ('cpu', 'gpu')
+PREPROCESS_ON = ('auto', 'cpu', 'device')
+AUTO = 'auto'   # an option's value that machine.resolve() decides
 
 _TRUE = ('1', 'true', 't', 'yes', 'y', 'on')
 _FALSE = ('0', 'false', 'f', 'no', 'n', 'off')
@@ -57,6 +59,18 @@ def positive_int(text):
     raise argparse.ArgumentTypeError('expected a number above 0, found %d'
                                      % value)
   return value
+
+
+def auto_or_boolean(text):
+  if str(text).strip().lower() == AUTO:
+    return AUTO
+  return boolean(text)
+
+
+def auto_or_positive_int(text):
+  if str(text).strip().lower() == AUTO:
+    return AUTO
+  return positive_int(text)
 
 
 def names(text):
@@ -126,6 +140,27 @@ TRAINING = [
                   format(defaults.MULTI_GPU_CHECKPOINT_STEPS, ',')),
     ]),
     _bool('log_device_placement', False, 'log the device every op runs on'),
+    # How the steps run; none of these changes the math.
+    _opt('steps_per_run', type=auto_or_positive_int, default=AUTO,
+         help='training steps per session.run: an in-graph loop of whole '
+              'steps (dequeue, gradients, update, averages, global step), so '
+              'Python and the session are paid once per N steps; logging, '
+              'the NaN check and Ctrl-C act between runs. auto: %d when the '
+              'towers are on GPUs, else 1' % defaults.GPU_STEPS_PER_RUN),
+    _opt('preprocess_on', choices=PREPROCESS_ON, default=AUTO,
+         help='cpu: the input threads crop, flip, adjust and standardize '
+              'each example before it is queued; device: the queue holds '
+              'the raw uint8 images and each tower does that on its own '
+              'device, a batch at a time (same distributions); auto: device '
+              'when the towers are on GPUs and --input_pipeline is batched'),
+    _opt('xla', type=auto_or_boolean, default=AUTO, metavar='BOOL|auto',
+         help='compile the training step with XLA, which fuses its many '
+              'small ops; auto: on when the towers are on GPUs'),
+    _opt('prefetch_to_device', type=auto_or_boolean, default=AUTO,
+         metavar='BOOL|auto',
+         help='copy each tower\'s next batch to its device while the '
+              'current step runs (a staging area), so no step waits for a '
+              'copy; auto: on when the towers are on GPUs'),
 ] + MODEL + [TF_LOGS]
 MULTI_GPU = TRAINING + [
     _opt('num_gpus', type=positive_int, default=1, help='number of towers'),
@@ -190,6 +225,21 @@ BENCH = [
          help='times each configuration runs, alternating'),
     _opt('batch_size', type=positive_int, default=defaults.BATCH_SIZE,
          help='training examples per step (per tower)'),
+    _opt('runs', type=names, default='baseline,default',
+         help='comma-separated whole training runs for the sustained and '
+              'accuracy parts, from those listed above, or all'),
+    _opt('run_steps', type=positive_int, default=2000,
+         help='sustained: steps timed by the wall clock, after '
+              '--run_warmup steps'),
+    _opt('run_warmup', type=positive_int, default=500,
+         help='sustained: steps before the timing starts (queue warm-up, '
+              'compilation)'),
+    _opt('accuracy_steps', type=positive_int, default=15000,
+         help='accuracy: steps to train before evaluating'),
+    _opt('baseline', default=None,
+         help='a checkout of another version of this project, whose '
+              'cifar10_train the baseline run uses (for comparing two '
+              'versions on one machine in one call)'),
     _opt('json', default=BENCH_JSON, help='where the results go'),
     _opt('worker', help=argparse.SUPPRESS),
     _opt('checkpoint_dir', help=argparse.SUPPRESS),

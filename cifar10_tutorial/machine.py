@@ -1,9 +1,13 @@
 """What this machine has (GPUs, CPU features), and what follows from it:
 where the towers go, how a session is configured, when a precision is slow.
 """
+import argparse
 import logging
 
 import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial import defaults
+from cifar10_tutorial import flags
 
 log = logging.getLogger('cifar10_tutorial')
 
@@ -77,9 +81,33 @@ def tower_devices(num_towers, tower_device):
   return ['/cpu:%d' % i for i in range(num_towers)], num_towers
 
 
+def resolve(cfg, on_gpu):
+  """A copy of the training flags with each 'auto' decided: the in-graph
+  loop, XLA, prefetching and preprocessing on the device when the towers
+  are on GPUs (`on_gpu`), the tutorial's way otherwise."""
+  cfg = argparse.Namespace(**vars(cfg))
+  if cfg.steps_per_run == flags.AUTO:
+    cfg.steps_per_run = defaults.GPU_STEPS_PER_RUN if on_gpu else 1
+  if cfg.xla == flags.AUTO:
+    cfg.xla = on_gpu
+  if cfg.prefetch_to_device == flags.AUTO:
+    cfg.prefetch_to_device = on_gpu
+  if cfg.preprocess_on == flags.AUTO:
+    cfg.preprocess_on = ('device' if on_gpu and cfg.input_pipeline == 'batched'
+                         else 'cpu')
+  return cfg
+
+
 def session_config(cfg, cpu_devices=1):
-  """Soft placement (ops without a GPU kernel fall back to the CPU), and
-  `cpu_devices` CPU devices (virtual ones beyond the first, for towers)."""
-  return tf.ConfigProto(allow_soft_placement=True,
-                        log_device_placement=cfg.log_device_placement,
-                        device_count={'CPU': cpu_devices})
+  """Soft placement (ops without a GPU kernel fall back to the CPU),
+  `cpu_devices` CPU devices (virtual ones beyond the first, for towers),
+  GPU memory taken as needed rather than all of it (so eval, TensorBoard
+  or a second job fit beside a trainer), and XLA if cfg.xla."""
+  config = tf.ConfigProto(allow_soft_placement=True,
+                          log_device_placement=cfg.log_device_placement,
+                          device_count={'CPU': cpu_devices})
+  config.gpu_options.allow_growth = True
+  if getattr(cfg, 'xla', False) is True:
+    config.graph_options.optimizer_options.global_jit_level = (
+        tf.OptimizerOptions.ON_2)   # as --tf_xla_auto_jit=2
+  return config

@@ -25,6 +25,7 @@ from cifar10_tutorial import defaults
 from cifar10_tutorial import evaluation
 from cifar10_tutorial import flags
 from cifar10_tutorial import machine
+from cifar10_tutorial import summaries as summaries_lib
 from cifar10_tutorial import training
 
 # Ops that multiply, and how many multiply-adds each does.
@@ -154,7 +155,8 @@ def input_alone(name, args):
 
 
 def train(name, args):
-  """Training steady state: the trainers' graph, timed after a warm-up."""
+  """Training steady state: the trainers' graph and in-graph loop (no
+  summary steps), timed after a warm-up."""
   config = bench.TRAIN[name]
   towers = config.get('towers', 1)
   steps, warmup = args.steps, args.warmup
@@ -165,13 +167,22 @@ def train(name, args):
       dict(data_dir=args.data_dir, batch_size=args.batch_size,
            num_gpus=towers), **config['flags']))
   devices, cpus = machine.tower_devices(towers, 'auto')
+  cfg = machine.resolve(cfg, devices[0].startswith('/gpu'))
   graph = training.build_graph(cfg, devices if towers > 1 else None)
+
+  def run(n):
+    for _ in range(0, n, cfg.steps_per_run):
+      s.sess.run(graph.loop, {graph.steps: min(cfg.steps_per_run, n - _)})
+
   with _Session(machine.session_config(cfg, cpus)) as s:
     started = time.time()
-    s.sess.run(graph.train_op)
+    s.sess.run(graph.prime)
+    run(1)
     first = time.time() - started
-    s.timed(graph.train_op, warmup)
-    elapsed, cpu = s.timed(graph.train_op, steps)
+    run(warmup)
+    started, cpu = time.time(), _cpu_seconds()
+    run(steps)
+    elapsed, cpu = time.time() - started, _cpu_seconds() - cpu
   examples_per_sec = steps * graph.examples_per_step / elapsed
   return {'examples_per_sec': examples_per_sec, 'sec_per_step': elapsed / steps,
           'cpu_sec_per_step': cpu / steps, 'steps': steps,
@@ -181,7 +192,8 @@ def train(name, args):
 
 def checkpoint(name, args):
   """Saves a freshly initialised model (and its averages) for eval."""
-  training.build_graph(flags.training_config(data_dir=args.data_dir))
+  training.build_graph(machine.resolve(
+      flags.training_config(data_dir=args.data_dir), on_gpu=False))
   with tf.Session() as sess:
     sess.run(tf.global_variables_initializer())
     return {'path': tf.train.Saver().save(sess, os.path.join(
@@ -206,7 +218,74 @@ def evaluate(name, args):
           'gflops': graph.num_examples * network_flops(False) / elapsed / 1e9}
 
 
-KINDS = {'peak': peak, 'input': input_alone, 'train': train,
+def _op_times(run_metadata):
+  """Seconds of op time per op type (from the executor's step stats), and
+  per device."""
+  by_type, by_device = {}, {}
+  for device in run_metadata.step_stats.dev_stats:
+    for node in device.node_stats:
+      seconds = (node.all_end_rel_micros or node.op_end_rel_micros) / 1e6
+      kind = node.timeline_label.split('(')[0].split('=')[-1].strip() or \
+          node.node_name
+      by_type[kind] = by_type.get(kind, 0.0) + seconds
+      by_device[device.device] = by_device.get(device.device, 0.0) + seconds
+  return by_type, by_device
+
+
+def trace(name, args):
+  """Where a step's time goes, for one whole run's settings (bench.RUNS):
+  seconds per step in K-step runs, in one-step runs and in summary steps,
+  and a full trace of one of each (op time by type, Chrome traces)."""
+  run = bench.RUNS[name]
+  cfg = flags.parse(run['program'], ['--data_dir', args.data_dir,
+                                     '--batch_size', str(args.batch_size)] +
+                    run['flags'])
+  devices, cpus = None, 1
+  if run['program'] == 'cifar10_multi_gpu_train':
+    devices, cpus = machine.tower_devices(cfg.num_gpus, cfg.tower_device)
+  cfg = machine.resolve(cfg, devices[0].startswith('/gpu') if devices
+                        else machine.gpu_count() > 0)
+  graph = training.build_graph(cfg, devices)
+  summary_fetches = [graph.summary_step.train_op,
+                     summaries_lib.fetches(graph.summary_step.summaries)]
+  k = cfg.steps_per_run
+  out = {'steps_per_run': k}
+  with _Session(machine.session_config(cfg, cpus)) as s:
+    s.sess.run(graph.prime)
+    for _ in range(3):   # compile each kind of run
+      s.sess.run(summary_fetches)
+      s.sess.run(graph.loop, {graph.steps: k})
+      s.sess.run(graph.loop, {graph.steps: 1})
+    for what, fetch, feed, steps in (
+        ('loop', graph.loop, {graph.steps: k}, k),
+        ('one_step', graph.loop, {graph.steps: 1}, 1),
+        ('summary_step', summary_fetches, None, 1)):
+      repeats = max(3, args.steps // steps)
+      started = time.time()
+      for _ in range(repeats):
+        s.sess.run(fetch, feed)
+      out[what + '_sec_per_step'] = (time.time() - started) / (repeats *
+                                                               steps)
+      metadata = tf.RunMetadata()
+      s.sess.run(fetch, feed, options=tf.RunOptions(
+          trace_level=tf.RunOptions.FULL_TRACE), run_metadata=metadata)
+      by_type, by_device = _op_times(metadata)
+      top = sorted(by_type.items(), key=lambda kv: -kv[1])[:15]
+      out[what + '_op_seconds'] = dict(top)
+      out[what + '_device_seconds'] = by_device
+      if args.json:
+        from tensorflow.python.client import timeline
+        path = '%s.trace-%s-%s.json' % (args.json, name, what)
+        with open(path, 'w') as f:
+          f.write(timeline.Timeline(metadata.step_stats)
+                  .generate_chrome_trace_format())
+        out[what + '_trace'] = path
+  out['examples_per_sec_loop'] = (graph.examples_per_step /
+                                  out['loop_sec_per_step'])
+  return out
+
+
+KINDS = {'peak': peak, 'trace': trace, 'input': input_alone, 'train': train,
          'memory': train, 'checkpoint': checkpoint, 'eval': evaluate}
 
 

@@ -72,10 +72,11 @@ class Rate(object):
     self.seconds_per_step = None
     self._last = None
 
-  def tick(self):
+  def tick(self, steps=1):
+    """After a run of `steps` steps."""
     now = time.time()
     if self._last is not None:
-      step_time = now - self._last
+      step_time = (now - self._last) / steps
       if self.seconds_per_step is None:
         self.seconds_per_step = step_time
       else:

@@ -2,7 +2,7 @@
 
     graph = build_graph(cfg)                       # cifar10_train
     graph = build_graph(cfg, ['/gpu:0', '/gpu:1'])   # cifar10_multi_gpu_train
-    final_step = train(graph, cfg, config, checkpoint_secs=600)
+    train(graph, cfg, config, checkpoint_secs=600)
 
 With no devices, the graph is the single-device trainer's: one tower, no
 tower scope, TensorFlow places the ops (on the GPU if there is one). With a
@@ -12,8 +12,12 @@ tutorial's names; the towers' gradients are averaged, applied once, and the
 moving averages updated. Either way the checkpoints are the same, so `make
 eval` reads them and either trainer resumes the other's run.
 
-`train` resumes from the latest checkpoint in --train_dir, trains to
---max_steps, logs progress, writes summaries every 100 steps and
+A training step (dequeue, gradients, update, moving averages, global step)
+is built twice: once with the summaries, run alone every 100th step, and
+once inside an in-graph loop that runs --steps_per_run steps per
+session.run, so that on a GPU Python and the session are paid once per N
+steps instead of every step. `train` resumes from the latest checkpoint in
+--train_dir, runs steps to --max_steps, logs progress, writes summaries and
 checkpoints, and stops cleanly on a signal or a loss that is not finite.
 """
 import collections
@@ -24,22 +28,30 @@ import time
 
 import numpy as np
 import tensorflow.compat.v1 as tf
+from tensorflow.python.ops import data_flow_ops
 
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
+from cifar10_tutorial import machine
 from cifar10_tutorial import progress
 from cifar10_tutorial import stopping
+from cifar10_tutorial import summaries
 
 log = logging.getLogger('cifar10_tutorial')
 
-# What build_graph makes and train runs: examples_per_step is batch size x
-# towers.
-TrainGraph = collections.namedtuple(
-    'TrainGraph', ['train_op', 'total_loss', 'global_step', 'summaries',
-                   'examples_per_step'])
+# What build_graph makes and train runs.
+TrainGraph = collections.namedtuple('TrainGraph', [
+    'global_step', 'examples_per_step',   # batch size x towers
+    'summary_step',   # a Step: one step that also computes the summaries
+    'steps',          # how many steps `loop` runs (fed)
+    'loop',           # (steps done, their losses): stops early at a NaN
+    'prime',          # runs once before the first step (fills the staging)
+])
+# One training step: its update op, loss and summary items.
+Step = collections.namedtuple('Step', ['train_op', 'total_loss', 'summaries'])
 # What one tower builds: its gradients, total loss, loss-average update and
-# summaries.
+# summary items.
 Tower = collections.namedtuple('Tower', ['grads', 'total_loss',
                                          'loss_update', 'summaries'])
 
@@ -60,20 +72,27 @@ def _on(device):
   return place
 
 
-def tower(images, labels, opt, lrn='matmul', precision='fp32', reuse=False):
+def tower(images, labels, opt, lrn='matmul', precision='fp32', reuse=False,
+          loss_averages=None, with_summaries=True):
   """The network, its loss and its gradients on one batch.
 
-  Run inside a tower's device and name scope; the towers after the first
-  pass `reuse=True`, so the network's variables exist once. Each tower keeps
-  its own loss, loss averages and summaries.
+  Run inside a tower's device and name scope; the towers after the first,
+  and every build after the first, pass `reuse=True`, so the network's
+  variables exist once. Each tower keeps its own loss, loss averages
+  (`loss_averages`, a cifar10.LossAverages kept across builds) and
+  summaries.
   """
   with tf.variable_scope(tf.get_variable_scope(), reuse=reuse):
     model = cifar10.inference(images, lrn=lrn, precision=precision)
   total, losses = cifar10.loss(model, labels)
-  update, summaries = cifar10.loss_averages(losses + [total])
+  loss_averages = loss_averages or cifar10.LossAverages()
+  update, averages = loss_averages.update(losses + [total])
   grads = opt.compute_gradients(total, model.variables)
-  summaries += cifar10.activation_summaries(model, images, labels)
-  return Tower(grads, total, update, summaries)
+  items = []
+  if with_summaries:
+    items = (cifar10.loss_summaries(losses + [total], averages) +
+             cifar10.activation_summaries(model, images, labels))
+  return Tower(grads, total, update, items)
 
 
 def tower_gradients(batches, devices, opt, lrn='matmul', precision='fp32'):
@@ -100,116 +119,199 @@ def average_gradients(tower_grads):
   return averaged
 
 
-def build_graph(cfg, devices=None):
+class Feed(object):
+  """One tower's batches from the shared queue, on the tower's device.
+
+  With `prefetch`, a staging area on `device` always holds the next batch:
+  each step takes it and, in the same step, dequeues and copies the one
+  after, so the copy overlaps the step instead of preceding it. `prime`
+  puts the first batch in. A raw queue's images are preprocessed here, on
+  the device.
+  """
+
+  def __init__(self, queue, batch_size, device, prefetch):
+    self.queue, self.batch_size, self.device = queue, batch_size, device
+    self._area, self.prime = None, tf.no_op()
+    if prefetch:
+      images, labels = queue.queue.dtypes
+      image_shape = queue.queue.shapes[0].as_list()
+      with tf.device(device):
+        self._area = data_flow_ops.StagingArea(
+            [images, labels], shapes=[[batch_size] + image_shape,
+                                      [batch_size]])
+      self.prime = self._refill()
+
+  def _refill(self):
+    batch = self.queue.dequeue(self.batch_size)
+    with tf.device(self.device):
+      return self._area.put(batch)
+
+  def batch(self):
+    """(images, labels, refill op) for one step."""
+    if self._area is None:
+      images, labels = self.queue.dequeue(self.batch_size)
+      refill = tf.no_op()
+    else:
+      with tf.device(self.device):
+        images, labels = self._area.get()
+      refill = self._refill()
+    with tf.device(self.device):
+      return self.queue.finish(images), labels, refill
+
+
+def build_graph(cfg, devices=None, queue=None):
   """The training graph, in the current default graph.
 
   `devices` None: the single-device trainer. A list: one tower on each,
-  variables on the CPU (the tutorial's multi-GPU trainer).
+  variables on the CPU (the tutorial's multi-GPU trainer). `cfg` has its
+  'auto' options resolved (machine.resolve). `queue` replaces the training
+  queue (tests feed fixed batches).
   """
   shared = '/cpu:0' if devices else None   # where the shared state lives
   with tf.device(shared):
     global_step = tf.train.get_or_create_global_step()
-  queue = cifar10_input.train_queue(cfg.data_dir, cfg.batch_size,
-                                    cfg.input_threads, cfg.input_pipeline)
-  examples_per_step = cfg.batch_size * len(devices or [None])
+  if queue is None:
+    queue = cifar10_input.train_queue(
+        cfg.data_dir, cfg.batch_size, cfg.input_threads, cfg.input_pipeline,
+        raw=cfg.preprocess_on == 'device')
+  towers = devices or [None]
+  examples_per_step = cfg.batch_size * len(towers)
+  default_device = '/gpu:0' if machine.gpu_count() else '/cpu:0'
+  feeds = [Feed(queue, cfg.batch_size, device or default_device,
+                cfg.prefetch_to_device) for device in towers]
   with tf.device(shared):
-    lr = cifar10.learning_rate(global_step, examples_per_step,
-                               queue.num_records)
-  opt = cifar10.gradient_descent(lr)
-  if devices:
-    towers = tower_gradients([queue.dequeue(cfg.batch_size) for _ in devices],
-                             devices, opt, cfg.lrn, cfg.precision)
-    grads = average_gradients([t.grads for t in towers])
-  else:
-    images, labels = queue.dequeue(cfg.batch_size)
-    towers = [tower(images, labels, opt, cfg.lrn, cfg.precision)]
-    grads = towers[0].grads
-  with tf.device(shared):
-    train_op, summaries = cifar10.apply_and_average(
-        grads, global_step, lr, [t.loss_update for t in towers])
-    if devices:
-      total_loss = tf.add_n([t.total_loss for t in towers],
-                            name='mean_total_loss') / len(towers)
-    else:
-      total_loss = towers[0].total_loss
-  for t in towers:
-    summaries += t.summaries
-  summaries.append(queue.fill_summary())
-  return TrainGraph(train_op, total_loss, global_step, summaries,
-                    examples_per_step)
+    averages = cifar10.moving_averages(global_step)
+  loss_averages = [cifar10.LossAverages() for _ in towers]
+  built = []   # how many steps have been built: the first makes variables
+
+  def step(with_summaries):
+    with tf.device(shared):
+      lr = cifar10.learning_rate(global_step, examples_per_step,
+                                 queue.num_records)
+    opt = cifar10.gradient_descent(lr)
+    parts, refills = [], []
+    for i, (feed, device) in enumerate(zip(feeds, towers)):
+      with tf.device(_on(device) if devices else None), \
+          tf.name_scope('tower_%d' % i if devices else None):
+        images, labels, refill = feed.batch()
+        parts.append(tower(images, labels, opt, cfg.lrn, cfg.precision,
+                           reuse=bool(built) or i > 0,
+                           loss_averages=loss_averages[i],
+                           with_summaries=with_summaries))
+        refills.append(refill)
+    built.append(with_summaries)
+    grads = (average_gradients([t.grads for t in parts]) if devices
+             else parts[0].grads)
+    with tf.device(shared):
+      train_op = cifar10.apply_and_average(
+          grads, global_step, lr, averages,
+          [t.loss_update for t in parts] + refills)
+      if devices:
+        total_loss = tf.add_n([t.total_loss for t in parts],
+                              name='mean_total_loss') / len(parts)
+      else:
+        total_loss = parts[0].total_loss
+    items = []
+    if with_summaries:
+      items = cifar10.training_summaries(grads, lr)
+      for t in parts:
+        items += t.summaries
+      items.append(queue.fill_summary())
+    return Step(train_op, total_loss, items)
+
+  return loop_graph(step, global_step, examples_per_step,
+                    tf.group(*[f.prime for f in feeds]))
+
+
+def loop_graph(step, global_step, examples_per_step, prime=None):
+  """A TrainGraph from `step(with_summaries)`, which builds one whole
+  training step and returns a Step. It is built first with summaries
+  (making the variables), then inside the in-graph loop without them."""
+  summary_step = step(True)
+  steps = tf.placeholder(tf.int32, [], name='steps_per_run')
+
+  def body(i, finite, losses):
+    s = step(False)
+    with tf.control_dependencies([s.train_op]):
+      loss = tf.identity(s.total_loss)
+    return i + 1, tf.math.is_finite(loss), losses.write(i, loss)
+
+  done, _, losses = tf.while_loop(
+      lambda i, finite, losses: tf.logical_and(finite, i < steps), body,
+      [tf.constant(0), tf.constant(True),
+       tf.TensorArray(tf.float32, size=steps, element_shape=[])],
+      name='train_loop')
+  return TrainGraph(global_step, examples_per_step, summary_step, steps,
+                    (done, losses.stack()), prime or tf.no_op())
 
 
 # --- The loop. ---
 
 
-class _ProgressHook(tf.train.SessionRunHook):
-  """Checks every step's loss, logs progress, records examples/sec.
+class _Progress(object):
+  """Logs step, loss and examples/sec every --log_frequency steps, writes
+  the same examples/sec to the summaries, and keeps a live line on a
+  terminal. The loss logged for a step is the loss of that step's batch;
+  the speed is averaged since the last logged run."""
 
-  It runs before the checkpoint hook (as a chief-only hook), so a step whose
-  loss is not finite raises before it can be saved: the last checkpoint on
-  disk stays the last good one. The loss it checks and logs is the one of the
-  batch the step trained on; the examples/sec it logs is also written to the
-  summaries, so console and TensorBoard show the same figure. On a terminal
-  it also keeps a live line with the step, loss, speed and time left.
-  """
-
-  def __init__(self, loss, global_step, examples_per_step, log_frequency,
-               summary_dir, max_steps):
-    self._loss = loss
-    self._global_step = global_step
+  def __init__(self, writer, step, examples_per_step, log_frequency,
+               max_steps):
+    self._writer = writer
     self._examples_per_step = examples_per_step
     self._log_frequency = log_frequency
-    self._summary_dir = summary_dir
     self._max_steps = max_steps
     self._rate = progress.Rate()
     self._live = progress.live_line()
-    self.step = None
+    self._last_step, self._last_time = step, time.time()
 
-  def begin(self):
-    self._writer = tf.summary.FileWriterCache.get(self._summary_dir)
-
-  def after_create_session(self, session, coord):
-    self.step = session.run(self._global_step)
-    self._last_step, self._last_time = self.step, time.time()
-
-  def before_run(self, run_context):
-    return tf.train.SessionRunArgs(self._loss)
-
-  def after_run(self, run_context, run_values):
-    self.step += 1
-    loss = run_values.results
-    if not np.isfinite(loss):
-      raise LossDivergedError('the loss became %s at step %d' % (loss,
-                                                                 self.step))
-    if stopping.requested():
-      run_context.request_stop()   # the saver's end() checkpoints this step
-    self._rate.tick()
+  def ran(self, first, losses):
+    """After a run of len(losses) steps from step `first`."""
+    last = first + len(losses)
+    self._rate.tick(len(losses))
     if self._live.enabled and self._rate.seconds_per_step:
       self._live.show('step %d/%d  loss %.2f  %.1f examples/sec  ETA %s' % (
-          self.step, self._max_steps, loss,
+          last, self._max_steps, losses[-1],
           self._examples_per_step / self._rate.seconds_per_step,
-          progress.duration((self._max_steps - self.step) *
+          progress.duration((self._max_steps - last) *
                             self._rate.seconds_per_step)))
-    if self.step % self._log_frequency == 0:
-      now = time.time()
-      steps = self.step - self._last_step
-      sec_per_batch = (now - self._last_time) / steps
-      examples_per_sec = self._examples_per_step / sec_per_batch
+    logged = [s for s in range(first + 1, last + 1)
+              if s % self._log_frequency == 0]
+    if not logged:
+      return
+    now = time.time()
+    sec_per_batch = (now - self._last_time) / (last - self._last_step)
+    examples_per_sec = self._examples_per_step / sec_per_batch
+    for s in logged:
       log.info('step %d, loss = %.2f (%.1f examples/sec; %.3f sec/batch)',
-               self.step, loss, examples_per_sec, sec_per_batch)
+               s, losses[s - first - 1], examples_per_sec, sec_per_batch)
       self._writer.add_summary(tf.Summary(value=[
           tf.Summary.Value(tag='examples_per_sec',
                            simple_value=examples_per_sec),
           tf.Summary.Value(tag='sec_per_batch', simple_value=sec_per_batch),
-      ]), self.step)
-      self._last_step, self._last_time = self.step, now
+      ]), s)
+    self._last_step, self._last_time = last, now
 
 
-class _SaveLogger(tf.train.CheckpointSaverListener):
-  """One line per checkpoint, so the user knows where a restart resumes."""
+class _Checkpoints(object):
+  """Saves every `secs` seconds or every `steps` steps, and on demand; one
+  line per checkpoint, so the user knows where a restart resumes."""
 
-  def after_save(self, session, global_step_value):
-    log.info('saved checkpoint at step %d', global_step_value)
+  def __init__(self, saver, sess, train_dir, secs, steps):
+    self._saver, self._sess = saver, sess
+    self._prefix = os.path.join(train_dir, 'model.ckpt')
+    self._secs, self.steps = secs, steps
+    self._saved_step, self._saved_time = None, time.time()
+
+  def due(self, step):
+    if self.steps:
+      return step % self.steps == 0
+    return time.time() - self._saved_time >= self._secs
+
+  def save(self, step):
+    if step != self._saved_step:
+      self._saver.save(self._sess, self._prefix, global_step=step)
+      self._saved_step, self._saved_time = step, time.time()
+      log.info('saved checkpoint at step %d', step)
 
 
 def checkpoint_step(train_dir):
@@ -232,12 +334,31 @@ def write_config(directory, name, config):
   return path
 
 
+def _next_run(step, cfg, checkpoint_steps):
+  """How many steps the next run takes: up to --steps_per_run, ending at
+  the next summary step, checkpoint step (if by steps) or --max_steps."""
+  ends = [cfg.max_steps, step + cfg.steps_per_run,
+          (step // defaults.SAVE_SUMMARIES_STEPS + 1) *
+          defaults.SAVE_SUMMARIES_STEPS]
+  if checkpoint_steps:
+    ends.append((step // checkpoint_steps + 1) * checkpoint_steps)
+  return min(ends) - step
+
+
+def _check(first, losses):
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    raise LossDivergedError('the loss became %s at step %d' % (
+        losses[bad[0]], first + bad[0] + 1))
+
+
 def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None):
   """The training loop: resumes, trains to cfg.max_steps, checkpoints.
 
   Checkpoints go every --save_checkpoint_secs or --save_checkpoint_steps if
   given, else every `checkpoint_secs` or `checkpoint_steps` (the trainer's
-  default), and at the last step. Returns the final step; raises
+  default), at the start and at the last step. Summaries go every 100th
+  step, for the batch that step trained on. Returns the final step; raises
   stopping.Interrupted after a clean stop on a signal.
   """
   path, step = checkpoint_step(cfg.train_dir)
@@ -256,15 +377,8 @@ def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None):
   if cfg.save_checkpoint_secs or cfg.save_checkpoint_steps:
     checkpoint_secs = cfg.save_checkpoint_secs
     checkpoint_steps = cfg.save_checkpoint_steps
-  hook = _ProgressHook(graph.total_loss, graph.global_step,
-                       graph.examples_per_step, cfg.log_frequency,
-                       cfg.train_dir, cfg.max_steps)
-  scaffold = tf.train.Scaffold(summary_op=tf.summary.merge(graph.summaries))
-  saver_hook = tf.train.CheckpointSaverHook(
-      cfg.train_dir, save_secs=checkpoint_secs, save_steps=checkpoint_steps,
-      scaffold=scaffold, listeners=[_SaveLogger()])
   try:
-    _run_steps(graph.train_op, scaffold, hook, saver_hook, config, cfg)
+    step = _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps)
   except LossDivergedError as e:
     path, step = checkpoint_step(cfg.train_dir)
     raise LossDivergedError('%s; nothing was saved after the last checkpoint: '
@@ -273,33 +387,82 @@ def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None):
   if stopping.requested():
     raise stopping.Interrupted(
         stopping.requested(), 'interrupted at step %d; checkpoint saved in %s: '
-        'run again to resume' % (hook.step, cfg.train_dir))
-  log.info('stopped at step %d; checkpoint in %s', hook.step, cfg.train_dir)
-  return hook.step
+        'run again to resume' % (step, cfg.train_dir))
+  log.info('stopped at step %d; checkpoint in %s', step, cfg.train_dir)
+  return step
 
 
-def _run_steps(train_op, scaffold, progress_hook, saver_hook, config, cfg):
-  # Hook order matters: the progress hook checks the loss before the saver
-  # can checkpoint a step whose loss was not finite.
-  with tf.train.MonitoredTrainingSession(
-      checkpoint_dir=cfg.train_dir, scaffold=scaffold,
-      chief_only_hooks=[progress_hook, saver_hook,
-                        tf.train.StopAtStepHook(last_step=cfg.max_steps)],
-      save_checkpoint_secs=None, save_checkpoint_steps=None,
-      save_summaries_steps=defaults.SAVE_SUMMARIES_STEPS,
-      log_step_count_steps=None, config=config) as sess:
-    while not sess.should_stop():
-      sess.run(train_op)
+def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps):
+  """Runs the steps; returns the step it stopped at."""
+  saver = tf.train.Saver(sharded=True, max_to_keep=5)
+  init = tf.global_variables_initializer()
+  local_init = tf.local_variables_initializer()
+  summary_fetches = [graph.summary_step.train_op,
+                     graph.summary_step.total_loss,
+                     summaries.fetches(graph.summary_step.summaries)]
+  tf.io.write_graph(tf.get_default_graph(), cfg.train_dir, 'graph.pbtxt')
+  writer = tf.summary.FileWriter(cfg.train_dir, tf.get_default_graph())
+  tf.get_default_graph().finalize()
+  coord = tf.train.Coordinator()
+  with tf.Session(config=config) as sess:
+    if path:
+      saver.restore(sess, path)
+      saver.recover_last_checkpoints(
+          tf.train.get_checkpoint_state(cfg.train_dir)
+          .all_model_checkpoint_paths)
+    else:
+      sess.run(init)
+    sess.run(local_init)
+    threads = tf.train.start_queue_runners(sess, coord)
+    try:
+      sess.run(graph.prime)
+      step = sess.run(graph.global_step)
+      writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), step)
+      checkpoints = _Checkpoints(saver, sess, cfg.train_dir, checkpoint_secs,
+                                 checkpoint_steps)
+      checkpoints.save(step)
+      shown = _Progress(writer, step, graph.examples_per_step,
+                        cfg.log_frequency, cfg.max_steps)
+      while step < cfg.max_steps and not stopping.requested():
+        first = step
+        if step % defaults.SAVE_SUMMARIES_STEPS == 0:
+          _, loss, values = sess.run(summary_fetches)
+          losses = np.array([loss])
+          _check(first, losses)
+          try:
+            summary = summaries.to_summary(graph.summary_step.summaries,
+                                           values)
+          except summaries.NonFiniteError as e:
+            raise LossDivergedError('%s at step %d' % (e, first + 1))
+          writer.add_summary(summary, first)
+        else:
+          done, losses = sess.run(graph.loop, {
+              graph.steps: _next_run(step, cfg, checkpoints.steps)})
+          losses = losses[:done]
+          _check(first, losses)
+        step = first + len(losses)
+        shown.ran(first, losses)
+        if checkpoints.due(step):
+          checkpoints.save(step)
+      checkpoints.save(step)
+    finally:
+      writer.close()
+      coord.request_stop()
+      coord.join(threads, stop_grace_period_secs=10, ignore_live_threads=True)
+  return step
 
 
 def run(cfg, devices=None, cpu_devices=1, **checkpoint_every):
   """Builds the graph for `devices` in a graph of its own and trains it.
 
-  `cpu_devices` is how many CPU devices the session makes (virtual ones
-  for towers on the CPU); `checkpoint_every` is the trainer's default
-  `checkpoint_secs` or `checkpoint_steps`. Returns the final step.
+  `devices` are GPUs, or CPU devices (`cpu_devices` of them, virtual ones
+  for towers on the CPU); the 'auto' options are decided for them.
+  `checkpoint_every` is the trainer's default `checkpoint_secs` or
+  `checkpoint_steps`. Returns the final step.
   """
-  from cifar10_tutorial import machine
+  on_gpu = (devices[0].startswith('/gpu') if devices
+            else machine.gpu_count() > 0)
+  cfg = machine.resolve(cfg, on_gpu)
   with tf.Graph().as_default():
     return train(build_graph(cfg, devices), cfg,
                  machine.session_config(cfg, cpu_devices), **checkpoint_every)

@@ -85,6 +85,31 @@ def test_training_batches_have_the_right_shapes_and_labels(tiny_data,
     assert lbls.shape == (8,) and set(lbls) <= set(train_labels)
 
 
+@pytest.mark.parametrize('pipeline', flags.INPUT_PIPELINES)
+def test_a_raw_queue_serves_the_records_pixels_for_the_device_to_finish(
+    tiny_data, pipeline):
+  data_dir, (train_images, train_labels), _ = tiny_data
+  with tf.Graph().as_default():
+    tf.set_random_seed(2)
+    queue = cifar10_input.train_queue(data_dir, batch_size=8, num_threads=2,
+                                      pipeline=pipeline, raw=True)
+    assert queue.raw
+    images, labels = queue.dequeue(8)
+    finished = queue.finish(images)
+    batches = _run_queue([images, labels, finished], 3)
+  records_by_bytes = {img.tobytes(): lbl for img, lbl in
+                      zip(train_images, train_labels)}
+  for raw, lbls, done in batches:
+    assert raw.dtype == np.uint8 and raw.shape == (8, 32, 32, 3)
+    # Each example is a record of the files, whole, with its own label.
+    assert [records_by_bytes[img.tobytes()] for img in raw] == list(lbls)
+    # Finished on the device: 24x24 crops, standardized (the distortions
+    # are distort_batch's, whose draws tests/test_distortions.py reads back).
+    assert done.shape == (8, 24, 24, 3) and done.dtype == np.float32
+    np.testing.assert_allclose(done.mean(axis=(1, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(done.std(axis=(1, 2, 3)), 1, atol=1e-3)
+
+
 def test_warmup_is_forty_percent_of_the_real_epoch():
   assert cifar10_input.min_queue_examples(50000) == 20000
   assert cifar10_input.min_queue_examples(10000) == 4000

@@ -86,8 +86,9 @@ def test_one_step_applies_sgd_then_updates_the_shadow_weights():
     model = cifar10.inference(tf.constant(images))
     total, _ = cifar10.loss(model, tf.constant(labels))
     grads = tf.gradients(total, model.variables)
-    train_op, _ = cifar10.apply_and_average(
-        list(zip(grads, model.variables)), step, tf.constant(0.1))
+    train_op = cifar10.apply_and_average(
+        list(zip(grads, model.variables)), step, tf.constant(0.1),
+        cifar10.moving_averages(step))
     by_name = {v.op.name: v for v in tf.global_variables()}
     shadows = [by_name[v.op.name + '/ExponentialMovingAverage']
                for v in model.variables]

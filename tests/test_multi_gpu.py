@@ -34,8 +34,9 @@ def _one_step(images, labels, towers):
       devices, cpus = machine.tower_devices(towers, 'cpu')
       towers_built = training.tower_gradients(batches, devices, opt)
       grads = training.average_gradients([t.grads for t in towers_built])
-    train_op, _ = cifar10.apply_and_average(grads, step,
-                                            tf.constant(LEARNING_RATE))
+    train_op = cifar10.apply_and_average(grads, step,
+                                         tf.constant(LEARNING_RATE),
+                                         cifar10.moving_averages(step))
     variables = {v.op.name: v for v in tf.global_variables()}
     config = tf.ConfigProto(device_count={'CPU': towers})
     with tf.Session(config=config) as sess:

@@ -8,21 +8,29 @@ from cifar10_tutorial import machine
 from cifar10_tutorial import training
 
 
-def test_nan_loss_stops_before_its_step_is_checkpointed(tmp_path):
+@pytest.mark.parametrize('steps_per_run, checkpoint_steps', [(1, 1), (10, 3)])
+def test_nan_loss_stops_before_its_step_is_checkpointed(tmp_path,
+                                                        steps_per_run,
+                                                        checkpoint_steps):
   train_dir = str(tmp_path)
-  cfg = flags.training_config(train_dir=train_dir, max_steps=100,
-                              log_frequency=1)
+  cfg = machine.resolve(flags.training_config(
+      train_dir=train_dir, max_steps=100, log_frequency=1,
+      steps_per_run=steps_per_run), on_gpu=False)
   with tf.Graph().as_default():
-    step = tf.train.get_or_create_global_step()
+    global_step = tf.train.get_or_create_global_step()
     w = tf.Variable(1.0, name='w')
-    loss = tf.sqrt(w)   # 1, 0.77, 0.45, then sqrt(-0.2): NaN at step 4
-    with tf.control_dependencies([loss]):
-      train_op = tf.group(w.assign_sub(0.4), step.assign_add(1))
+
+    def step(with_summaries):
+      loss = tf.sqrt(w.read_value())   # 1, 0.77, 0.45, then NaN at step 4
+      with tf.control_dependencies([loss]):
+        train_op = tf.group(w.assign_sub(0.4), global_step.assign_add(1))
+      return training.Step(train_op, loss, [tf.summary.scalar('w', w)]
+                           if with_summaries else [])
+
+    graph = training.loop_graph(step, global_step, 1)
     with pytest.raises(training.LossDivergedError) as e:
-      graph = training.TrainGraph(train_op, loss, step,
-                                  [tf.summary.scalar('w', w)], 1)
       training.train(graph, cfg, machine.session_config(cfg),
-                     checkpoint_steps=1)
+                     checkpoint_steps=checkpoint_steps)
   message = str(e.value)
   assert message.startswith('the loss became nan at step 4;')
   assert message.endswith('the next run resumes from %s/model.ckpt-3 '

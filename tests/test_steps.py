@@ -1,0 +1,133 @@
+"""Several training steps per session.run are the same math as one per run.
+
+The trainers' graph (training.build_graph) is fed a fixed sequence of
+batches, so the same steps can be run three ways from the same initial
+weights: K steps in one run of the in-graph loop, K runs of one step, and
+the summary step followed by the loop. Every variable, moving average and
+the global step must come out the same, with or without the staging area
+that prefetches batches to the towers' devices, on one tower or two.
+"""
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial import cifar10_input
+from cifar10_tutorial import defaults
+from cifar10_tutorial import flags
+from cifar10_tutorial import machine
+from cifar10_tutorial import training
+from test_model import TUTORIAL_VARIABLES
+
+BATCH, K = 4, 5
+
+
+def _fixed_queue(n):
+  """An ExampleQueue holding `n` preprocessed examples, in a fixed order."""
+  rng = np.random.RandomState(3)
+  images = rng.normal(size=(n, 24, 24, 3)).astype(np.float32)
+  labels = rng.randint(0, 10, n).astype(np.int32)
+  with tf.device('/cpu:0'):
+    queue = tf.FIFOQueue(n, [tf.float32, tf.int32],
+                         shapes=[[24, 24, 3], []])
+    fill = queue.enqueue_many([images, labels])
+  return cifar10_input.ExampleQueue(queue, n, 0, defaults.
+                                    EXAMPLES_PER_EPOCH_TRAIN, False), fill
+
+
+def _decay_steps(towers):
+  """The step at which the learning rate drops tenfold."""
+  batches_per_epoch = defaults.EXAMPLES_PER_EPOCH_TRAIN / (BATCH * towers)
+  return int(batches_per_epoch * defaults.NUM_EPOCHS_PER_DECAY)
+
+
+def _train(runs, towers, prefetch):
+  """Runs `runs` (a list: 'summary', or a number of loop steps) from the
+  same seeded initial weights, starting two steps before the learning rate
+  decays (so the runs cross it); returns every global variable by name."""
+  cfg = machine.resolve(flags.multi_gpu_config(
+      batch_size=BATCH, preprocess_on='cpu', prefetch_to_device=prefetch,
+      xla=False, steps_per_run=K), on_gpu=False)
+  devices, cpus = machine.tower_devices(towers, 'cpu') if towers > 1 else (
+      None, 1)
+  with tf.Graph().as_default():
+    tf.set_random_seed(7)
+    queue, fill = _fixed_queue(BATCH * towers * (K + 1))
+    graph = training.build_graph(cfg, devices, queue=queue)
+    variables = {v.op.name: v for v in tf.global_variables()}
+    with tf.Session(config=machine.session_config(cfg, cpus)) as sess:
+      sess.run([tf.global_variables_initializer(),
+                tf.local_variables_initializer(), fill])
+      sess.run(graph.prime)
+      sess.run(graph.global_step.assign(_decay_steps(towers) - 2))
+      for run in runs:
+        if run == 'summary':
+          sess.run(graph.summary_step.train_op)
+        else:
+          done, losses = sess.run(graph.loop, {graph.steps: run})
+          assert done == run and np.isfinite(losses).all()
+      return sess.run(variables)
+
+
+@pytest.mark.parametrize('towers, prefetch', [(1, False), (1, True),
+                                               (2, True)])
+def test_k_steps_in_one_run_are_k_single_steps(towers, prefetch):
+  together = _train([K], towers, prefetch)
+  one_by_one = _train([1] * K, towers, prefetch)
+  summary_first = _train(['summary', K - 1], towers, prefetch)
+  expected = set(TUTORIAL_VARIABLES) | {
+      n + '/ExponentialMovingAverage' for n in TUTORIAL_VARIABLES} | {
+          'global_step'}
+  assert set(together) == expected   # the checkpoint's names, once each
+  assert together['global_step'] == _decay_steps(towers) - 2 + K
+  start = _train([], towers, prefetch)
+  for name, value in together.items():
+    assert not np.array_equal(value, start[name]), name   # every one moved
+    for other in (one_by_one, summary_first):
+      np.testing.assert_allclose(other[name], value, rtol=1e-5, atol=1e-6,
+                                 err_msg=name)
+
+
+def test_the_loop_stops_at_the_step_whose_loss_is_not_finite():
+  # A learning rate of 1e30 makes the weights explode within a few steps.
+  cfg = machine.resolve(flags.training_config(batch_size=BATCH,
+                                              preprocess_on='cpu'), False)
+  with tf.Graph().as_default():
+    tf.set_random_seed(7)
+    queue, fill = _fixed_queue(BATCH * 20)
+    graph = training.build_graph(cfg, queue=queue)
+    scale = [v for v in tf.global_variables()
+             if v.op.name == 'softmax_linear/weights'][0]
+    with tf.Session() as sess:
+      sess.run([tf.global_variables_initializer(),
+                tf.local_variables_initializer(), fill])
+      sess.run(scale.assign(scale * np.float32(1e30)))
+      done, losses = sess.run(graph.loop, {graph.steps: 10})
+      step = sess.run(graph.global_step)
+  assert 1 <= done < 10 and step == done
+  assert np.isfinite(losses[:done - 1]).all()
+  assert not np.isfinite(losses[done - 1])
+
+
+def test_gpu_memory_is_taken_as_needed_not_all_at_once():
+  config = machine.session_config(machine.resolve(flags.training_config(),
+                                                  on_gpu=True))
+  assert config.gpu_options.allow_growth
+  assert config.graph_options.optimizer_options.global_jit_level > 0
+
+
+def test_auto_settings_follow_where_the_towers_are():
+  gpu = machine.resolve(flags.training_config(), on_gpu=True)
+  cpu = machine.resolve(flags.training_config(), on_gpu=False)
+  assert (gpu.steps_per_run, gpu.xla, gpu.prefetch_to_device,
+          gpu.preprocess_on) == (defaults.GPU_STEPS_PER_RUN, True, True,
+                                 'device')
+  assert (cpu.steps_per_run, cpu.xla, cpu.prefetch_to_device,
+          cpu.preprocess_on) == (1, False, False, 'cpu')
+  # The tutorial's per-example input distorts on the CPU, one record a call.
+  assert machine.resolve(flags.training_config(
+      input_pipeline='per_example'), on_gpu=True).preprocess_on == 'cpu'
+  # What the user sets is kept.
+  kept = machine.resolve(flags.training_config(steps_per_run=7, xla=False),
+                         on_gpu=True)
+  assert (kept.steps_per_run, kept.xla, kept.prefetch_to_device) == (
+      7, False, True)
