@@ -52,6 +52,12 @@ Whole runs (--runs), for the sustained and accuracy parts:
   cpu_preprocess  default with --preprocess_on cpu
   bf16            default with --precision bf16
   multi1, multi2  cifar10_multi_gpu_train --num_gpus 1 or 2
+  multi1_cpu, multi2_cpu, multi2_first
+                  the same, --variable_update cpu (the tutorial's) or
+                  first_tower
+  cmdbuf_off, cmdbuf_all
+                  default with XLA's CUDA-graph command buffers off, or on
+                  for every kind of kernel (XLA_FLAGS)
 
 Uses the real data in --data_dir when it is there, else synthetic records
 (said in the output). Results also go to a JSON file. A benchmark, not a
@@ -116,8 +122,24 @@ RUNS = {
     'bf16': {'program': 'cifar10_train', 'flags': ['--precision', 'bf16']},
     'multi1': {'program': 'cifar10_multi_gpu_train',
                'flags': ['--num_gpus', '1']},
+    'multi1_cpu': {'program': 'cifar10_multi_gpu_train',
+                   'flags': ['--num_gpus', '1', '--variable_update', 'cpu']},
     'multi2': {'program': 'cifar10_multi_gpu_train',
                'flags': ['--num_gpus', '2'], 'towers': 2},
+    'multi2_cpu': {'program': 'cifar10_multi_gpu_train',
+                   'flags': ['--num_gpus', '2', '--variable_update', 'cpu'],
+                   'towers': 2},
+    'multi2_first': {'program': 'cifar10_multi_gpu_train',
+                     'flags': ['--num_gpus', '2', '--variable_update',
+                               'first_tower'], 'towers': 2},
+    # XLA's GPU runtime can replay a step's kernels as CUDA graphs
+    # ("command buffers"): off, and on for every kind of kernel.
+    'cmdbuf_off': {'program': 'cifar10_train', 'flags': [],
+                   'env': {'XLA_FLAGS': '--xla_gpu_enable_command_buffer='}},
+    'cmdbuf_all': {'program': 'cifar10_train', 'flags': [], 'env': {
+        'XLA_FLAGS': '--xla_gpu_enable_command_buffer=FUSION,CUBLAS,'
+                     'CUBLASLT,CUDNN,CUSTOM_CALL '
+                     '--xla_gpu_graph_min_graph_size=1'}},
 }
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLOW_STEPS, SLOW_WARMUP, SLOW_EVAL_EXAMPLES = 20, 3, 1000
@@ -239,7 +261,8 @@ class Runner(object):
            '--log_frequency', '10'] + run['flags']
     with GpuMonitor() as gpu:
       started = time.time()
-      out = subprocess.run(cmd, cwd=checkout, capture_output=True, text=True)
+      out = subprocess.run(cmd, cwd=checkout, capture_output=True, text=True,
+                           env=dict(os.environ, **run.get('env', {})))
       seconds = time.time() - started
     result = {'kind': kind, 'config': name, 'round': round_, 'steps': steps,
               'train_seconds': seconds, 'checkout': checkout}
@@ -290,7 +313,7 @@ class Runner(object):
       cells = [columns[0][2] % name] + [fmt % row[key]
                                         for _, key, fmt in columns[1:]]
       factor = ''
-      if base and row[ratio]:
+      if np.isfinite(base or np.nan) and np.isfinite(row[ratio]):
         factor = '%.2fx' % (base / row[ratio] if inverse else row[ratio] / base)
       print(' '.join(cells) + (' %9s' % factor if ratio else ''))
     return rows

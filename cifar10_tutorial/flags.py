@@ -35,6 +35,7 @@ TOWER_DEVICES = ('gpu', 'cpu', 'auto')
 EVAL_DATA = ('test', 'train_eval')
 EVAL_DEVICES = ('cpu', 'gpu')
 PREPROCESS_ON = ('auto', 'cpu', 'device')
+VARIABLE_UPDATES = ('auto', 'replicated', 'first_tower', 'cpu')
 AUTO = 'auto'   # an option's value that machine.resolve() decides
 
 _TRUE = ('1', 'true', 't', 'yes', 'y', 'on')
@@ -167,6 +168,13 @@ MULTI_GPU = TRAINING + [
     _opt('tower_device', choices=TOWER_DEVICES, default='gpu',
          help='gpu: towers on /gpu:i; cpu: on virtual CPU devices (testing, '
               'graph viewing); auto: gpu if any'),
+    _opt('variable_update', choices=VARIABLE_UPDATES, default=AUTO,
+         help='where the variables live and are updated. cpu: once, on the '
+              'CPU, the towers\' gradients averaged there (the tutorial); '
+              'first_tower: once, on the first tower\'s device; replicated: '
+              'a copy on every tower\'s device, each tower averaging all '
+              'towers\' gradients and applying the same update (checkpoints '
+              'hold one copy). Same math. auto: replicated on GPUs, else cpu'),
 ]
 EVAL = [
     DATA_DIR_OPTION,

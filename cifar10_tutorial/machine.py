@@ -83,8 +83,9 @@ def tower_devices(num_towers, tower_device):
 
 def resolve(cfg, on_gpu):
   """A copy of the training flags with each 'auto' decided: the in-graph
-  loop, XLA, prefetching and preprocessing on the device when the towers
-  are on GPUs (`on_gpu`), the tutorial's way otherwise."""
+  loop, XLA, prefetching, preprocessing on the device and replicated
+  variables when the towers are on GPUs (`on_gpu`), the tutorial's way
+  otherwise."""
   cfg = argparse.Namespace(**vars(cfg))
   if cfg.steps_per_run == flags.AUTO:
     cfg.steps_per_run = defaults.GPU_STEPS_PER_RUN if on_gpu else 1
@@ -92,6 +93,8 @@ def resolve(cfg, on_gpu):
     cfg.xla = on_gpu
   if cfg.prefetch_to_device == flags.AUTO:
     cfg.prefetch_to_device = on_gpu
+  if getattr(cfg, 'variable_update', None) == flags.AUTO:
+    cfg.variable_update = 'replicated' if on_gpu else 'cpu'
   if cfg.preprocess_on == flags.AUTO:
     cfg.preprocess_on = ('device' if on_gpu and cfg.input_pipeline == 'batched'
                          else 'cpu')

@@ -21,6 +21,7 @@ steps instead of every step. `train` resumes from the latest checkpoint in
 checkpoints, and stops cleanly on a signal or a loss that is not finite.
 """
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ TrainGraph = collections.namedtuple('TrainGraph', [
     'steps',          # how many steps `loop` runs (fed)
     'loop',           # (steps done, their losses): stops early at a NaN
     'prime',          # runs once before the first step (fills the staging)
+    'saved',          # the variables a checkpoint holds (None: all)
 ])
 # One training step: its update op, loss and summary items.
 Step = collections.namedtuple('Step', ['train_op', 'total_loss', 'summaries'])
@@ -65,10 +67,11 @@ class LossDivergedError(RuntimeError):
 # --- The graph. ---
 
 
-def _on(device):
-  """Places variables on the CPU (shared by all towers), the rest on device."""
+def _on(device, variables='/cpu:0'):
+  """Places variables on `variables` (shared by all towers), the rest on
+  `device`."""
   def place(op):
-    return '/cpu:0' if op.type in _VARIABLE_OPS else device
+    return variables if op.type in _VARIABLE_OPS else device
   return place
 
 
@@ -104,19 +107,50 @@ def tower_gradients(batches, devices, opt, lrn='matmul', precision='fp32'):
   return towers
 
 
-def average_gradients(tower_grads):
-  """The mean over towers of each variable's gradient, computed on the CPU.
+def average_gradients(tower_grads, device='/cpu:0'):
+  """The mean over towers of each variable's gradient, computed on `device`.
 
   With equal tower batches, this is the gradient of the loss over all
   N x batch examples (weight decay included once, as each tower's loss has
   it whole).
   """
   averaged = []
-  with tf.device('/cpu:0'), tf.name_scope('average_gradients'):
+  with tf.device(device), tf.name_scope('average_gradients'):
     for pairs in zip(*tower_grads):
       grads = [g for g, _ in pairs]
       averaged.append((tf.add_n(grads) / float(len(grads)), pairs[0][1]))
   return averaged
+
+
+def all_reduce(tower_grads, devices):
+  """For each tower, the mean gradient of each of its own variables,
+  computed on its own device from all towers' gradients, in the same order
+  everywhere, so that every copy of the variables gets the same update."""
+  reduced = [[] for _ in devices]
+  with tf.name_scope('all_reduce'):
+    for pairs in zip(*tower_grads):
+      grads = [g for g, _ in pairs]
+      for mine, device, (_, var) in zip(reduced, devices, pairs):
+        with tf.device(device):
+          mine.append((tf.add_n(grads) / float(len(grads)), var))
+  return reduced
+
+
+def _renamed(prefix):
+  """A variable getter that puts `prefix` before each variable's name (and
+  nothing else: op names, so summary tags, stay the tutorial's)."""
+  def rename(getter, name, *args, **kwargs):
+    return getter(prefix + name, *args, **kwargs)
+  return rename
+
+
+def _replicas(devices):
+  """(the first tower's variable, its copy) for each copy of the towers
+  after the first: their names are the first's under `tower_i/`."""
+  first = {v.op.name: v for v in tf.global_variables()}
+  return [(first[v.op.name.split('/', 1)[1]], v)
+          for i in range(1, len(devices))
+          for v in tf.global_variables(scope='tower_%d/' % i)]
 
 
 class Feed(object):
@@ -163,11 +197,16 @@ def build_graph(cfg, devices=None, queue=None):
   """The training graph, in the current default graph.
 
   `devices` None: the single-device trainer. A list: one tower on each,
-  variables on the CPU (the tutorial's multi-GPU trainer). `cfg` has its
-  'auto' options resolved (machine.resolve). `queue` replaces the training
-  queue (tests feed fixed batches).
+  the variables where --variable_update says (the tutorial's multi-GPU
+  trainer: on the CPU). `cfg` has its 'auto' options resolved
+  (machine.resolve). `queue` replaces the training queue (tests feed fixed
+  batches).
   """
-  shared = '/cpu:0' if devices else None   # where the shared state lives
+  shared = '/cpu:0' if devices else None   # global step, learning rate
+  update = cfg.variable_update if devices else None
+  replicated = update == 'replicated'
+  # Where the variables and their update go, for one copy of them.
+  home = {'cpu': '/cpu:0', 'first_tower': devices and devices[0]}.get(update)
   with tf.device(shared):
     global_step = tf.train.get_or_create_global_step()
   if queue is None:
@@ -191,17 +230,32 @@ def build_graph(cfg, devices=None, queue=None):
     opt = cifar10.gradient_descent(lr)
     parts, refills = [], []
     for i, (feed, device) in enumerate(zip(feeds, towers)):
-      with tf.device(_on(device) if devices else None), \
-          tf.name_scope('tower_%d' % i if devices else None):
+      own_copy = replicated and i > 0   # variables under tower_i/
+      copy_scope = (tf.variable_scope(
+          tf.get_variable_scope(), auxiliary_name_scope=False,
+          custom_getter=_renamed('tower_%d/' % i))
+                    if own_copy else contextlib.nullcontext())
+      with tf.device(_on(device, home) if home else device), \
+          tf.name_scope('tower_%d' % i if devices else None), copy_scope:
         images, labels, refill = feed.batch()
         parts.append(tower(images, labels, opt, cfg.lrn, cfg.precision,
-                           reuse=bool(built) or i > 0,
+                           reuse=bool(built) or (i > 0 and not own_copy),
                            loss_averages=loss_averages[i],
                            with_summaries=with_summaries))
         refills.append(refill)
     built.append(with_summaries)
-    grads = (average_gradients([t.grads for t in parts]) if devices
-             else parts[0].grads)
+    tower_grads = [t.grads for t in parts]
+    if replicated:
+      reduced = all_reduce(tower_grads, devices)
+      grads = reduced[0]
+      # The copies after the first: the same update, no averages of their
+      # own (the first copy's are the ones saved).
+      refills += [cifar10.gradient_descent(lr).apply_gradients(g)
+                  for g in reduced[1:]]
+    elif devices:
+      grads = average_gradients(tower_grads, home)
+    else:
+      grads = parts[0].grads
     with tf.device(shared):
       train_op = cifar10.apply_and_average(
           grads, global_step, lr, averages,
@@ -219,8 +273,18 @@ def build_graph(cfg, devices=None, queue=None):
       items.append(queue.fill_summary())
     return Step(train_op, total_loss, items)
 
-  return loop_graph(step, global_step, examples_per_step,
-                    tf.group(*[f.prime for f in feeds]))
+  graph = loop_graph(step, global_step, examples_per_step,
+                     tf.group(*[f.prime for f in feeds]))
+  if not replicated:
+    return graph
+  # One copy is saved, under the tutorial's names; the others start from it
+  # (after initialization or a restore: `prime` runs after both).
+  pairs = _replicas(devices)
+  copies = {r for _, r in pairs}
+  sync = tf.group(*[r.assign(v) for v, r in pairs])
+  return graph._replace(
+      prime=tf.group(graph.prime, sync),
+      saved=[v for v in tf.global_variables() if v not in copies])
 
 
 def loop_graph(step, global_step, examples_per_step, prime=None):
@@ -242,7 +306,7 @@ def loop_graph(step, global_step, examples_per_step, prime=None):
        tf.TensorArray(tf.float32, size=steps, element_shape=[])],
       name='train_loop')
   return TrainGraph(global_step, examples_per_step, summary_step, steps,
-                    (done, losses.stack()), prime or tf.no_op())
+                    (done, losses.stack()), prime or tf.no_op(), None)
 
 
 # --- The loop. ---
@@ -394,7 +458,7 @@ def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None):
 
 def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps):
   """Runs the steps; returns the step it stopped at."""
-  saver = tf.train.Saver(sharded=True, max_to_keep=5)
+  saver = tf.train.Saver(graph.saved, sharded=True, max_to_keep=5)
   init = tf.global_variables_initializer()
   local_init = tf.local_variables_initializer()
   summary_fetches = [graph.summary_step.train_op,

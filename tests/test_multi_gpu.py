@@ -75,11 +75,13 @@ def test_variables_exist_once_under_the_tutorials_names():
   assert per_tower   # each tower has its own loss
 
 
-def test_two_tower_run_is_evaluated_and_resumed(tiny_data, tmp_path):
+@pytest.mark.parametrize('update', ['cpu', 'replicated'])
+def test_two_tower_run_is_evaluated_and_resumed(tiny_data, tmp_path, update):
   data_dir = tiny_data[0]
   train_dir = str(tmp_path / 'train')
   args = ['--data_dir', data_dir, '--train_dir', train_dir, '--num_gpus', '2',
-          '--tower_device', 'cpu', '--batch_size', '4', '--log_frequency', '2']
+          '--tower_device', 'cpu', '--batch_size', '4', '--log_frequency', '2',
+          '--variable_update', update]
   first = run_module('cifar10_multi_gpu_train', '--max_steps', '4', *args)
   assert first.returncode == 0, first.stdout + first.stderr
   assert '2 towers on /cpu:0, /cpu:1, 8 examples per step' in first.stdout
@@ -92,6 +94,10 @@ def test_two_tower_run_is_evaluated_and_resumed(tiny_data, tmp_path):
                 'images/image/0'):
       assert '%s/%s' % (tower, tag) in tags, sorted(tags)
   assert 'conv1/weights' in tags and 'tower_0/conv1/weights' not in tags
+  # One copy of each variable in the checkpoint, under the tutorial's names.
+  saved = [name for name, _ in tf.train.list_variables(
+      tf.train.latest_checkpoint(train_dir))]
+  assert not [n for n in saved if n.startswith('tower_')], saved
   evaluated = run_module('cifar10_eval', '--data_dir', data_dir,
                          '--checkpoint_dir', train_dir, '--eval_dir',
                          str(tmp_path / 'eval'), '--run_once')

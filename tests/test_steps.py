@@ -131,3 +131,52 @@ def test_auto_settings_follow_where_the_towers_are():
                          on_gpu=True)
   assert (kept.steps_per_run, kept.xla, kept.prefetch_to_device) == (
       7, False, True)
+
+
+def _weights():
+  """Fixed initial values for the network's variables, by name."""
+  rng = np.random.RandomState(11)
+  return {name: (rng.normal(size=shape) * 0.05).astype(np.float32)
+          for name, shape in TUTORIAL_VARIABLES.items()}
+
+
+def _two_ways(towers, batch, update, steps=3):
+  """`steps` steps from _weights() on `towers` towers of `batch` (one tower:
+  the single-device trainer); every global variable afterwards, by name,
+  and the names a checkpoint holds."""
+  cfg = machine.resolve(flags.multi_gpu_config(
+      batch_size=batch, preprocess_on='cpu', prefetch_to_device=True,
+      xla=False, steps_per_run=steps, num_gpus=towers,
+      variable_update=update or 'auto'), on_gpu=False)
+  devices, cpus = machine.tower_devices(towers, 'cpu') if towers > 1 else (
+      None, 1)
+  with tf.Graph().as_default():
+    queue, fill = _fixed_queue(8 * (steps + 1))
+    graph = training.build_graph(cfg, devices, queue=queue)
+    variables = {v.op.name: v for v in tf.global_variables()}
+    saved = sorted(v.op.name for v in graph.saved or variables.values())
+    start = [variables[n + suffix].assign(v) for n, v in _weights().items()
+             for suffix in ('', '/ExponentialMovingAverage')]
+    with tf.Session(config=machine.session_config(cfg, cpus)) as sess:
+      sess.run([tf.global_variables_initializer(),
+                tf.local_variables_initializer(), fill])
+      sess.run(start)   # before prime, which copies them to any replicas
+      sess.run(graph.prime)
+      sess.run(graph.loop, {graph.steps: steps})
+      return sess.run(variables), saved
+
+
+@pytest.mark.parametrize('update', ['cpu', 'first_tower', 'replicated'])
+def test_two_towers_of_four_train_like_one_of_eight_in_every_mode(update):
+  one, one_saved = _two_ways(1, 8, None)
+  two, two_saved = _two_ways(2, 4, update)
+  assert two_saved == one_saved   # one copy of each, the tutorial's names
+  for name, start in _weights().items():
+    assert not np.array_equal(one[name], start), name   # it trained
+  for name, value in one.items():
+    np.testing.assert_allclose(two[name], value, rtol=2e-5, atol=1e-6,
+                               err_msg=name)
+  copies = {n for n in two if n.startswith('tower_1/')}
+  assert bool(copies) == (update == 'replicated')
+  for name in copies:   # every copy got exactly the same updates
+    np.testing.assert_array_equal(two[name], two[name.split('/', 1)[1]])
