@@ -12,6 +12,10 @@ in). The programs are thin: `cifar10_train`, `cifar10_multi_gpu_train`,
 import logging
 import os
 
+# The environment as the user started us, before the defaults below: the
+# bench starts other checkouts of the project in it, as a user would.
+USER_ENV = dict(os.environ)
+
 # TensorFlow's C++ INFO lines (oneDNN, CPU feature banners) are noise for a
 # tutorial; warnings and errors still show. Set TF_CPP_MIN_LOG_LEVEL=0 to see
 # everything. This has to happen before TensorFlow is first imported.

@@ -79,6 +79,7 @@ import time
 
 import numpy as np
 
+import cifar10_tutorial
 from cifar10_tutorial import defaults
 from cifar10_tutorial import flags
 from cifar10_tutorial import records
@@ -261,8 +262,11 @@ class Runner(object):
            '--log_frequency', '10'] + run['flags']
     with GpuMonitor() as gpu:
       started = time.time()
+      # The user's environment, not ours: our defaults (such as GPU memory
+      # growth) must not reach another checkout's run.
       out = subprocess.run(cmd, cwd=checkout, capture_output=True, text=True,
-                           env=dict(os.environ, **run.get('env', {})))
+                           env=dict(cifar10_tutorial.USER_ENV,
+                                    **run.get('env', {})))
       seconds = time.time() - started
     result = {'kind': kind, 'config': name, 'round': round_, 'steps': steps,
               'train_seconds': seconds, 'checkout': checkout}

@@ -202,11 +202,15 @@ def build_graph(cfg, devices=None, queue=None):
   (machine.resolve). `queue` replaces the training queue (tests feed fixed
   batches).
   """
-  shared = '/cpu:0' if devices else None   # global step, learning rate
   update = cfg.variable_update if devices else None
   replicated = update == 'replicated'
   # Where the variables and their update go, for one copy of them.
   home = {'cpu': '/cpu:0', 'first_tower': devices and devices[0]}.get(update)
+  # The global step, learning rate and mean loss: beside the (first copy
+  # of the) variables, so that a step on GPUs never waits on the CPU for
+  # them. (One GPU measured 41,800 examples/s with them on the CPU, against
+  # 88,700 for the single-device trainer, which has them on the GPU.)
+  shared = home or (devices and devices[0])
   with tf.device(shared):
     global_step = tf.train.get_or_create_global_step()
   if queue is None:
