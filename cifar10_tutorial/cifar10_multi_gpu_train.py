@@ -25,6 +25,7 @@ import sys
 from cifar10_tutorial import defaults
 from cifar10_tutorial import machine
 from cifar10_tutorial import program
+from cifar10_tutorial import rundir
 from cifar10_tutorial import training
 
 log = logging.getLogger('cifar10_tutorial')
@@ -42,6 +43,7 @@ def train(cfg):
 def main(argv=None):
   return program.main('cifar10_multi_gpu_train', __doc__, train, argv,
                       errors=[training.LossDivergedError,
+                              training.OutOfMemoryError, rundir.RunDirError,
                               machine.DeviceError],
                       on_signal=program.FINISH_STEP)
 

@@ -18,6 +18,7 @@ import sys
 
 from cifar10_tutorial import defaults
 from cifar10_tutorial import program
+from cifar10_tutorial import rundir
 from cifar10_tutorial import training
 
 
@@ -28,7 +29,8 @@ def train(cfg):
 
 def main(argv=None):
   return program.main('cifar10_train', __doc__, train, argv,
-                      errors=[training.LossDivergedError],
+                      errors=[training.LossDivergedError,
+                              training.OutOfMemoryError, rundir.RunDirError],
                       on_signal=program.FINISH_STEP)
 
 

@@ -14,6 +14,7 @@ name for top-1 accuracy, and stays the TensorBoard tag.
 import collections
 import contextlib
 import io
+import json
 import logging
 import os
 import struct
@@ -26,6 +27,8 @@ from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
 from cifar10_tutorial import progress
+from cifar10_tutorial import records
+from cifar10_tutorial import rundir
 from cifar10_tutorial import summaries
 
 log = logging.getLogger('cifar10_tutorial')
@@ -48,6 +51,11 @@ class EvalGraph(object):
                                        eval_data=cfg.eval_data == 'test',
                                        pipeline=cfg.input_pipeline)
       self.num_examples = cfg.num_examples or queue.num_records
+      # What a result depends on besides the checkpoint.
+      files = records.data_files(cfg.data_dir, cfg.eval_data == 'test')
+      self.settings = {'eval_data': cfg.eval_data,
+                       'examples': self.num_examples,
+                       'data': records.fingerprint(files)}
       if self.num_examples > queue.num_records:
         raise cifar10_input.DataError(
             '%s: --num_examples %d is more than the %d records there' %
@@ -79,7 +87,9 @@ class EvalGraph(object):
       try:
         self.saver.restore(sess, checkpoint_path)
       except (ValueError, tf.errors.OpError) as e:
-        raise CheckpointError(str(e).strip().splitlines()[0])
+        raise CheckpointError(rundir.unreadable(checkpoint_path) or
+                              (e.message if isinstance(e, tf.errors.OpError)
+                               else str(e)).strip().splitlines()[0])
       coord = tf.train.Coordinator()
       threads = tf.train.start_queue_runners(sess, coord)
       true_count = counted = 0
@@ -153,20 +163,36 @@ def _png_size(png):
   return height, width
 
 
-def checkpoints(checkpoint_dir):
-  """[(step, path)] of the checkpoints listed there, oldest first."""
-  state = tf.train.get_checkpoint_state(checkpoint_dir)
-  if not state:
-    return []
-  # get_checkpoint_state has already made relative paths relative to us.
-  return sorted((int(path.rsplit('-', 1)[1]), path)
-                for path in state.all_model_checkpoint_paths)
+# The checkpoints listed in a train dir, resolved inside it (a copied or
+# moved run's list may name another folder).
+checkpoints = rundir.checkpoints
+RESULTS_NAME = 'evaluated.json'
 
 
-def written_results(eval_dir):
-  """{step: precision} that earlier runs already wrote to eval_dir."""
-  return {step: value for _, step, value in
-          summaries.read_scalars(eval_dir, summaries.PRECISION_TAG)}
+def written_results(eval_dir, settings):
+  """{step: precision @ 1} that earlier evals wrote to eval_dir with these
+  `settings` (which data, how many examples): a result of 300 examples, or
+  of the training set, is not the 10,000-image test result of its step."""
+  path = os.path.join(eval_dir, RESULTS_NAME)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    stored = json.load(f)
+  return {r['step']: r['precision_at_1'] for r in stored
+          if r['settings'] == settings}
+
+
+def _remember(eval_dir, settings, step, precision_at_1):
+  """Adds one result, with the settings that produced it, to eval_dir's
+  results file (rewritten atomically)."""
+  path = os.path.join(eval_dir, RESULTS_NAME)
+  stored = []
+  if os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+  stored.append({'step': step, 'precision_at_1': precision_at_1,
+                 'settings': settings})
+  rundir.write_json(path, stored)
 
 
 def _report(step, precision_at_1, note):
@@ -206,6 +232,7 @@ def _evaluate(graph, writer, results, step, path, tries):
              e)
     return False
   results[step] = result.precision_at_1
+  _remember(writer.get_logdir(), graph.settings, step, result.precision_at_1)
   _report(step, result.precision_at_1, '%d examples, %.1f s' % (
       graph.num_examples, time.time() - started))
   writer.add_summary(result_summary(result), step)
@@ -220,7 +247,7 @@ def evaluate_once(cfg):
   or it could not be read.
   """
   graph = EvalGraph(cfg)
-  results = written_results(cfg.eval_dir)
+  results = written_results(cfg.eval_dir, graph.settings)
   listed = checkpoints(cfg.checkpoint_dir)
   if not listed:
     log.error('error: no checkpoint in %s', cfg.checkpoint_dir)
@@ -245,7 +272,7 @@ def watch(cfg):
   Looks every --eval_interval_secs; says once when it starts waiting.
   """
   graph = EvalGraph(cfg)
-  results = written_results(cfg.eval_dir)
+  results = written_results(cfg.eval_dir, graph.settings)
   if results:
     log.info('%s already has steps %s: not evaluating them again',
              cfg.eval_dir, ', '.join(str(s) for s in sorted(results)))

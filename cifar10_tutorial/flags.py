@@ -141,6 +141,9 @@ TRAINING = [
                   format(defaults.MULTI_GPU_CHECKPOINT_STEPS, ',')),
     ]),
     _bool('log_device_placement', False, 'log the device every op runs on'),
+    _bool('allow_changed_settings', False,
+          'resume a run with settings that change its math (examples per '
+          'step, precision, data), instead of refusing'),
     # How the steps run; none of these changes the math.
     _opt('steps_per_run', type=auto_or_positive_int, default=AUTO,
          help='training steps per session.run: an in-graph loop of whole '

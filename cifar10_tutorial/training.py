@@ -22,9 +22,10 @@ checkpoints, and stops cleanly on a signal or a loss that is not finite.
 """
 import collections
 import contextlib
-import json
+import glob
 import logging
 import os
+import shutil
 import time
 
 import numpy as np
@@ -36,6 +37,8 @@ from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
 from cifar10_tutorial import machine
 from cifar10_tutorial import progress
+from cifar10_tutorial import records
+from cifar10_tutorial import rundir
 from cifar10_tutorial import stopping
 from cifar10_tutorial import summaries
 
@@ -49,6 +52,7 @@ TrainGraph = collections.namedtuple('TrainGraph', [
     'loop',           # (steps done, their losses): stops early at a NaN
     'prime',          # runs once before the first step (fills the staging)
     'saved',          # the variables a checkpoint holds (None: all)
+    'settings',       # what the run's math depends on, beyond the flags
 ])
 # One training step: its update op, loss and summary items.
 Step = collections.namedtuple('Step', ['train_op', 'total_loss', 'summaries'])
@@ -62,6 +66,10 @@ _VARIABLE_OPS = ('Variable', 'VariableV2', 'VarHandleOp')
 
 class LossDivergedError(RuntimeError):
   """The loss became NaN or infinite; the step was not checkpointed."""
+
+
+class OutOfMemoryError(RuntimeError):
+  """A training step did not fit in memory."""
 
 
 # --- The graph. ---
@@ -213,10 +221,12 @@ def build_graph(cfg, devices=None, queue=None):
   shared = home or (devices and devices[0])
   with tf.device(shared):
     global_step = tf.train.get_or_create_global_step()
+  data = None   # which data, for the run's settings; tests' queues: none
   if queue is None:
-    queue = cifar10_input.train_queue(
+    queue = cifar10_input.train_queue(   # checks the record files first
         cfg.data_dir, cfg.batch_size, cfg.input_threads, cfg.input_pipeline,
         raw=cfg.preprocess_on == 'device')
+    data = records.fingerprint(records.data_files(cfg.data_dir))
   towers = devices or [None]
   examples_per_step = cfg.batch_size * len(towers)
   default_device = '/gpu:0' if machine.gpu_count() else '/cpu:0'
@@ -279,6 +289,11 @@ def build_graph(cfg, devices=None, queue=None):
 
   graph = loop_graph(step, global_step, examples_per_step,
                      tf.group(*[f.prime for f in feeds]))
+  decay_steps = int(queue.num_records / examples_per_step *
+                    defaults.NUM_EPOCHS_PER_DECAY)
+  graph = graph._replace(settings={
+      'training_records': queue.num_records, 'lr_decay_steps': decay_steps,
+      'data': data})
   if not replicated:
     return graph
   # One copy is saved, under the tutorial's names; the others start from it
@@ -310,7 +325,7 @@ def loop_graph(step, global_step, examples_per_step, prime=None):
        tf.TensorArray(tf.float32, size=steps, element_shape=[])],
       name='train_loop')
   return TrainGraph(global_step, examples_per_step, summary_step, steps,
-                    (done, losses.stack()), prime or tf.no_op(), None)
+                    (done, losses.stack()), prime or tf.no_op(), None, {})
 
 
 # --- The loop. ---
@@ -376,30 +391,28 @@ class _Checkpoints(object):
     return time.time() - self._saved_time >= self._secs
 
   def save(self, step):
-    if step != self._saved_step:
+    if step == self._saved_step:
+      return
+    try:
       self._saver.save(self._sess, self._prefix, global_step=step)
-      self._saved_step, self._saved_time = step, time.time()
-      log.info('saved checkpoint at step %d', step)
-
-
-def checkpoint_step(train_dir):
-  """(path, global step) of the latest checkpoint in train_dir, or (None, 0)."""
-  path = tf.train.latest_checkpoint(train_dir)
-  if not path:
-    return None, 0
-  return path, int(tf.train.load_variable(path, 'global_step'))
-
-
-def write_config(directory, name, config):
-  """Writes the resolved flags as JSON, atomically, into `directory`."""
-  os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, name)
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(config, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(tmp, path)
-  return path
+    except (tf.errors.OpError, OSError) as e:
+      # What a failed save leaves: its temporary folder and the unlisted
+      # files of this step. Never a listed, complete checkpoint.
+      name = '%s-%d' % (self._prefix, step)
+      shutil.rmtree(name + '_temp', ignore_errors=True)
+      if name not in [p for _, p in rundir.checkpoints(
+          os.path.dirname(self._prefix))]:
+        for leftover in glob.glob(glob.escape(name) + '.*'):
+          os.remove(leftover)
+      problem = rundir.disk_problem(os.path.dirname(self._prefix), e)
+      if problem:
+        path, last = rundir.latest(os.path.dirname(self._prefix))
+        raise rundir.RunDirError('%s writing the checkpoint of step %d; the '
+                                 'last complete one is %s (step %d)' % (
+                                     problem, step, path, last))
+      raise
+    self._saved_step, self._saved_time = step, time.time()
+    log.info('saved checkpoint at step %d', step)
 
 
 def _next_run(step, cfg, checkpoint_steps):
@@ -423,35 +436,58 @@ def _check(first, losses):
 def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None):
   """The training loop: resumes, trains to cfg.max_steps, checkpoints.
 
-  Checkpoints go every --save_checkpoint_secs or --save_checkpoint_steps if
-  given, else every `checkpoint_secs` or `checkpoint_steps` (the trainer's
-  default), at the start and at the last step. Summaries go every 100th
-  step, for the batch that step trained on. Returns the final step; raises
+  Holds --train_dir for the run (rundir.locked), resumes from its newest
+  readable checkpoint, and refuses settings that would change the run's
+  math unless --allow_changed_settings. Checkpoints go every
+  --save_checkpoint_secs or --save_checkpoint_steps if given, else every
+  `checkpoint_secs` or `checkpoint_steps` (the trainer's default), at the
+  start and at the last step. Summaries go every 100th step, for the batch
+  that step trained on. Returns the final step; raises
   stopping.Interrupted after a clean stop on a signal.
   """
-  path, step = checkpoint_step(cfg.train_dir)
-  if step >= cfg.max_steps:
-    log.info('%s is already at step %d (--max_steps %d): nothing to do',
-             path, step, cfg.max_steps)
-    return step
-  if stopping.requested():
-    raise stopping.Interrupted(stopping.requested(),
-                               'stopped before training started')
-  if path:
-    log.info('resuming from %s (step %d)', path, step)
-  else:
-    log.info('starting a new run in %s', cfg.train_dir)
-  write_config(cfg.train_dir, 'config.json', dict(vars(cfg), start_step=step))
-  if cfg.save_checkpoint_secs or cfg.save_checkpoint_steps:
-    checkpoint_secs = cfg.save_checkpoint_secs
-    checkpoint_steps = cfg.save_checkpoint_steps
+  with rundir.locked(cfg.train_dir):
+    path, step = rundir.resume_point(cfg.train_dir)
+    if step >= cfg.max_steps:
+      log.info('%s is already at step %d (--max_steps %d): nothing to do',
+               path, step, cfg.max_steps)
+      return step
+    if stopping.requested():
+      raise stopping.Interrupted(stopping.requested(),
+                                 'stopped before training started')
+    rundir.record_start(cfg.train_dir, dict(
+        vars(cfg), examples_per_step=graph.examples_per_step,
+        **graph.settings), step, getattr(cfg, 'allow_changed_settings', False))
+    if path:
+      log.info('resuming from %s (step %d)', path, step)
+      rundir.relist(cfg.train_dir, step)
+    else:
+      log.info('starting a new run in %s', cfg.train_dir)
+    if cfg.save_checkpoint_secs or cfg.save_checkpoint_steps:
+      checkpoint_secs = cfg.save_checkpoint_secs
+      checkpoint_steps = cfg.save_checkpoint_steps
+    return _train_locked(graph, cfg, config, path, checkpoint_secs,
+                         checkpoint_steps)
+
+
+def _train_locked(graph, cfg, config, path, checkpoint_secs,
+                  checkpoint_steps):
   try:
     step = _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps)
   except LossDivergedError as e:
-    path, step = checkpoint_step(cfg.train_dir)
+    path, step = rundir.latest(cfg.train_dir)
     raise LossDivergedError('%s; nothing was saved after the last checkpoint: '
                             'the next run resumes from %s (step %d)' %
                             (e, path, step))
+  except tf.errors.ResourceExhaustedError as e:
+    problem = rundir.disk_problem(cfg.train_dir, e)
+    if problem:
+      raise problem
+    raise OutOfMemoryError(
+        '--batch_size %d: expected a training step to fit in the memory of '
+        '%s, found it does not (%s); try a smaller --batch_size' % (
+            cfg.batch_size, 'the GPU' if machine.gpu_count() else 'this '
+            'machine', (e.message.strip().splitlines() or ['out of '
+                                                           'memory'])[0]))
   if stopping.requested():
     raise stopping.Interrupted(
         stopping.requested(), 'interrupted at step %d; checkpoint saved in %s: '
@@ -462,13 +498,19 @@ def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None):
 
 def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps):
   """Runs the steps; returns the step it stopped at."""
-  saver = tf.train.Saver(graph.saved, sharded=True, max_to_keep=5)
+  # Relative paths in the `checkpoint` list: a copied or moved train dir
+  # keeps working, and rotation never reaches another folder.
+  saver = tf.train.Saver(graph.saved, sharded=True, max_to_keep=5,
+                         save_relative_paths=True)
   init = tf.global_variables_initializer()
   local_init = tf.local_variables_initializer()
   summary_fetches = [graph.summary_step.train_op,
                      graph.summary_step.total_loss,
                      summaries.fetches(graph.summary_step.summaries)]
-  tf.io.write_graph(tf.get_default_graph(), cfg.train_dir, 'graph.pbtxt')
+  try:
+    tf.io.write_graph(tf.get_default_graph(), cfg.train_dir, 'graph.pbtxt')
+  except (tf.errors.OpError, OSError) as e:
+    raise rundir.disk_problem(cfg.train_dir, e) or e
   writer = tf.summary.FileWriter(cfg.train_dir, tf.get_default_graph())
   tf.get_default_graph().finalize()
   coord = tf.train.Coordinator()
@@ -476,8 +518,7 @@ def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps):
     if path:
       saver.restore(sess, path)
       saver.recover_last_checkpoints(
-          tf.train.get_checkpoint_state(cfg.train_dir)
-          .all_model_checkpoint_paths)
+          [p for _, p in rundir.checkpoints(cfg.train_dir)])
     else:
       sess.run(init)
     sess.run(local_init)

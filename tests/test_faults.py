@@ -11,8 +11,8 @@ import time
 import pytest
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import training
 from cifar10_tutorial import defaults
+from cifar10_tutorial import rundir
 from conftest import ROOT, Running, run_module, write_data
 
 NOISE = ('Traceback', 'Enqueue operation was cancelled', 'local_rendezvous')
@@ -130,11 +130,11 @@ def test_kill_9_at_any_moment_leaves_a_run_that_resumes(tiny_data, tmp_path):
   for kill in range(3):
     run = Running('cifar10_train', *args)
     run.wait_for('saved checkpoint at step %d' %
-                 (training.checkpoint_step(train_dir)[1] + 3))
+                 (rundir.latest(train_dir)[1] + 3))
     time.sleep(rng.uniform(0, 0.1))
     run.proc.kill()
     run.stop()
-  step = training.checkpoint_step(train_dir)[1]
+  step = rundir.latest(train_dir)[1]
   result = run_module('cifar10_train', '--max_steps', str(step + 2), *args)
   assert result.returncode == 0, result.stdout + result.stderr
   assert 'resuming from %s/model.ckpt-%d' % (train_dir, step) in result.stdout
@@ -150,7 +150,8 @@ def test_leftovers_of_a_save_cut_short_are_ignored(trained_run, tmp_path):
     with open(os.path.join(train_dir, name), 'wb') as f:
       f.write(b'\x00' * 100)
   result = run_module('cifar10_train', '--max_steps', '8',
-                      *_train_args(trained_run['data_dir'], train_dir))
+                      *_train_args(trained_run['data_dir'], train_dir),
+                      '--batch_size', '8')   # the run's own
   assert result.returncode == 0, result.stdout + result.stderr
   assert 'model.ckpt-6 (step 6)' in result.stdout
 

@@ -108,10 +108,19 @@ def test_two_tower_run_is_evaluated_and_resumed(tiny_data, tmp_path, update):
   assert re.search(r'resuming from .*model\.ckpt-4 \(step 4\)', second.stdout)
   assert 'saved checkpoint at step 6' in second.stdout
   # The single-device trainer resumes it too: the checkpoints are the same.
+  # With the same examples per step (2 x 4 = 8), the same math.
   single = run_module('cifar10_train', '--data_dir', data_dir, '--train_dir',
-                      train_dir, '--max_steps', '7', '--batch_size', '4')
+                      train_dir, '--max_steps', '7', '--batch_size', '8')
   assert single.returncode == 0, single.stdout + single.stderr
   assert 'saved checkpoint at step 7' in single.stdout
+  # With 4 it would be other math: refused, in one line, unless asked for.
+  other = run_module('cifar10_train', '--data_dir', data_dir, '--train_dir',
+                     train_dir, '--max_steps', '8', '--batch_size', '4')
+  assert other.returncode == 1
+  assert other.stdout.strip().splitlines()[-1].endswith(
+      'found examples per step 4 (the run has 8), steps between '
+      'learning-rate decays 7,000 (the run has 3,500); run with the same '
+      'settings, or add --allow_changed_settings to go on with the new ones')
 
 
 @pytest.mark.skipif(machine.gpu_count() >= 3, reason='this machine has 3 GPUs')
