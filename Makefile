@@ -1,9 +1,9 @@
 # cifar10_tutorial: `make train`, `make eval` beside it, `make test`.
 # Every target sets up what it needs (a .venv with the pinned packages, data).
+# Every path variable may hold spaces: `make train TRAIN_DIR="my runs/a"`.
 
 PYTHON ?= python3
 VENV ?= .venv
-PY := $(VENV)/bin/python
 DATA_DIR ?= data
 TRAIN_DIR ?= train_dirs/cifar10_train
 EVAL_DIR ?= train_dirs/cifar10_eval
@@ -19,7 +19,10 @@ TF_LOGS ?= 0
 # Extra flags for the program a target runs, e.g. ARGS="--log_frequency 100".
 ARGS ?=
 
-STAMP := $(VENV)/.installed-stamp
+PY := "$(VENV)/bin/python"
+# make's own names (targets, prerequisites) cannot hold a plain space.
+space := $(subst ,, )
+STAMP := $(subst $(space),\ ,$(VENV))/.installed-stamp
 TF_FLAGS := $(if $(filter 1,$(TF_LOGS)),--tf_logs)
 
 .PHONY: install data train train-multigpu eval tensorboard plot test bench clean
@@ -27,41 +30,40 @@ TF_FLAGS := $(if $(filter 1,$(TF_LOGS)),--tf_logs)
 install: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv "$(VENV)"
 	$(PY) -m pip install -q -r requirements-dev.txt
-	touch $@
+	touch "$(VENV)/.installed-stamp"
 
 data: $(STAMP)
-	$(PY) -m cifar10_tutorial.cifar10_data --data_dir $(DATA_DIR) \
-	  $(if $(CIFAR10_ARCHIVE),--archive $(CIFAR10_ARCHIVE))
+	$(PY) -m cifar10_tutorial.cifar10_data --data_dir "$(DATA_DIR)" \
+	  $(if $(CIFAR10_ARCHIVE),--archive "$(CIFAR10_ARCHIVE)")
 
 train: data
-	$(PY) -m cifar10_tutorial.cifar10_train --data_dir $(DATA_DIR) \
-	  --train_dir $(TRAIN_DIR) --max_steps $(MAX_STEPS) \
+	$(PY) -m cifar10_tutorial.cifar10_train --data_dir "$(DATA_DIR)" \
+	  --train_dir "$(TRAIN_DIR)" --max_steps $(MAX_STEPS) \
 	  --batch_size $(BATCH_SIZE) $(TF_FLAGS) $(ARGS)
 
 # Towers on the GPUs; with no GPU, on virtual CPU devices (said in the log).
 train-multigpu: data
-	$(PY) -m cifar10_tutorial.cifar10_multi_gpu_train --data_dir $(DATA_DIR) \
-	  --train_dir $(TRAIN_DIR) --max_steps $(MAX_STEPS) \
+	$(PY) -m cifar10_tutorial.cifar10_multi_gpu_train --data_dir "$(DATA_DIR)" \
+	  --train_dir "$(TRAIN_DIR)" --max_steps $(MAX_STEPS) \
 	  --batch_size $(BATCH_SIZE) --num_gpus $(NUM_GPUS) --tower_device auto \
 	  $(TF_FLAGS) $(ARGS)
 
 eval: data
-	$(PY) -m cifar10_tutorial.cifar10_eval --data_dir $(DATA_DIR) \
-	  --checkpoint_dir $(TRAIN_DIR) --eval_dir $(EVAL_DIR) \
+	$(PY) -m cifar10_tutorial.cifar10_eval --data_dir "$(DATA_DIR)" \
+	  --checkpoint_dir "$(TRAIN_DIR)" --eval_dir "$(EVAL_DIR)" \
 	  --run_once=$(RUN_ONCE) $(TF_FLAGS) $(ARGS)
 
 tensorboard: $(STAMP)
-	@echo "TensorBoard for $(LOGDIR): http://127.0.0.1:$(PORT)/"
-	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host 127.0.0.1 --port $(PORT)
+	$(PY) -m cifar10_tutorial.board --logdir "$(LOGDIR)" --port $(PORT)
 
 plot: $(STAMP)
-	$(PY) -m cifar10_tutorial.plot --train_dir $(TRAIN_DIR) \
-	  --eval_dir $(EVAL_DIR) --out $(PLOT)
+	$(PY) -m cifar10_tutorial.plot --train_dir "$(TRAIN_DIR)" \
+	  --eval_dir "$(EVAL_DIR)" --out "$(PLOT)"
 
 bench: data
-	$(PY) -m cifar10_tutorial.bench --data_dir $(DATA_DIR) $(ARGS)
+	$(PY) -m cifar10_tutorial.bench --data_dir "$(DATA_DIR)" $(ARGS)
 
 # The browser test needs Debian's chromium: installed here when possible
 # (root, registry reachable), else that one test is skipped and says why.
@@ -72,4 +74,4 @@ test: $(STAMP)
 	$(PY) -m pytest -q -rs tests
 
 clean:
-	rm -rf $(VENV)
+	rm -rf "$(VENV)"

@@ -14,6 +14,7 @@ leaves a half-written data set. A download that fails its md5 is removed.
 """
 import contextlib
 import fcntl
+import glob
 import hashlib
 import logging
 import os
@@ -84,15 +85,16 @@ def download(url, dest):
         done += len(block)
         progress.update(done)
       progress.update(done, final=True)
+    os.replace(part, dest)
   except (urllib.error.URLError, OSError) as e:
-    if os.path.exists(part):
-      os.remove(part)
     reason = getattr(e, 'reason', e)
     raise DataError(
         '%s: download failed (%s). If this machine is offline, fetch %s '
         'elsewhere and run `make data CIFAR10_ARCHIVE=/path/to/%s`' %
         (url, reason, defaults.ARCHIVE_NAME, defaults.ARCHIVE_NAME))
-  os.replace(part, dest)
+  finally:   # also on Ctrl-C: no half-downloaded file is ever left
+    if os.path.exists(part):
+      os.remove(part)
 
 
 def extract(archive, data_dir):
@@ -115,7 +117,13 @@ def extract(archive, data_dir):
       raise DataError('%s: expected %s/ with %s, found it without %s' %
                       (archive, defaults.BATCHES_DIR, ', '.join(_ALL_FILES),
                        ', '.join(missing)))
-    train, test = records.check_data_dir(folder)
+    try:
+      train, test = records.check_data_dir(folder)
+    except DataError as e:
+      # Name the file as it is in the archive: the folder it was checked in
+      # is gone once this returns.
+      raise DataError(str(e).replace(folder + os.sep, '%s: %s/' % (
+          archive, defaults.BATCHES_DIR)))
     os.rename(folder, target)
     return train, test
   finally:
@@ -138,7 +146,18 @@ def prepare(data_dir, archive=None, url=defaults.DATA_URL,
     return _prepare(data_dir, archive, url, md5)
 
 
+def _remove_leftovers(data_dir):
+  """Extraction folders of a `make data` that was killed (under the lock,
+  so none of them is in use)."""
+  for leftover in glob.glob(os.path.join(glob.escape(data_dir),
+                                         '.extracting-*')):
+    shutil.rmtree(leftover, ignore_errors=True)
+    log.info('removed %s, left by an extraction that was cut short',
+             leftover)
+
+
 def _prepare(data_dir, archive, url, md5):
+  _remove_leftovers(data_dir)
   target = os.path.join(data_dir, defaults.BATCHES_DIR)
   existing = records.batches_dir(data_dir)   # or data_dir itself
   if os.path.isdir(existing):
@@ -146,6 +165,10 @@ def _prepare(data_dir, archive, url, md5):
     log.info('using %s (%d training, %d test records)', existing, train, test)
     return existing
   if archive:
+    if os.path.isdir(archive):
+      raise DataError('%s: expected a cifar-10-binary.tar.gz archive, found '
+                      'a folder (for an extracted copy, give its parent '
+                      'folder as DATA_DIR)' % archive)
     if not os.path.isfile(archive):
       raise DataError('%s: expected a cifar-10-binary.tar.gz archive, found '
                       'no such file' % archive)
@@ -178,7 +201,8 @@ def _prepare_from_flags(cfg):
 
 def main(argv=None):
   return program.main('cifar10_data', __doc__, _prepare_from_flags, argv,
-                      timestamps=False)
+                      on_signal='make data stopped; nothing half-written '
+                      'was kept', timestamps=False)
 
 
 if __name__ == '__main__':

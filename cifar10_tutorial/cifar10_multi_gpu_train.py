@@ -43,7 +43,7 @@ def train(cfg):
 def main(argv=None):
   return program.main('cifar10_multi_gpu_train', __doc__, train, argv,
                       errors=[training.LossDivergedError,
-                              training.OutOfMemoryError, rundir.RunDirError,
+                              machine.OutOfMemoryError, rundir.RunDirError,
                               machine.DeviceError],
                       on_signal=program.FINISH_STEP)
 

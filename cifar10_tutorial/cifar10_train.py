@@ -17,6 +17,7 @@ if __name__ == '__main__':
 import sys
 
 from cifar10_tutorial import defaults
+from cifar10_tutorial import machine
 from cifar10_tutorial import program
 from cifar10_tutorial import rundir
 from cifar10_tutorial import training
@@ -30,7 +31,7 @@ def train(cfg):
 def main(argv=None):
   return program.main('cifar10_train', __doc__, train, argv,
                       errors=[training.LossDivergedError,
-                              training.OutOfMemoryError, rundir.RunDirError],
+                              machine.OutOfMemoryError, rundir.RunDirError],
                       on_signal=program.FINISH_STEP)
 
 

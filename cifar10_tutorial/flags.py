@@ -216,6 +216,11 @@ PLOT_OPTIONS = [
     _opt('eval_dir', default=EVAL_DIR, help='the eval loop\'s event files'),
     _opt('out', default=PLOT, help='the PNG to write'),
 ]
+BOARD = [
+    _opt('logdir', default='train_dirs',
+         help='the folder of runs TensorBoard shows, side by side'),
+    _opt('port', type=positive_int, default=6006, help='the port it serves on'),
+]
 BENCH = [
     _opt('data_dir', default=DATA_DIR,
          help='real data here if present, else synthetic records'),
@@ -262,6 +267,7 @@ PROGRAMS = {
     'cifar10_eval': EVAL,
     'cifar10_data': DATA,
     'plot': PLOT_OPTIONS,
+    'board': BOARD,
     'bench': BENCH,
 }
 

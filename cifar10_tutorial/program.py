@@ -15,6 +15,7 @@ terminal too.
 """
 import logging
 import sys
+import threading
 
 import cifar10_tutorial
 from cifar10_tutorial import flags
@@ -56,6 +57,15 @@ def _stop_at_once(message):
   return first
 
 
+def _thread_error(args):
+  """A failure in a background thread (TensorFlow's event writer on a full
+  disk, say): one line, not a traceback; the main thread reports what it
+  means for the run."""
+  first = (str(args.exc_value).strip().splitlines() or [''])[0]
+  log.error('error in %s: %s: %s', args.thread.name if args.thread else
+            'a background thread', args.exc_type.__name__, first)
+
+
 def main(program, doc, body, argv=None, errors=(), on_signal='stopped',
          timestamps=True):
   """Runs `body(cfg)` as the program `program`; returns its exit status.
@@ -73,6 +83,7 @@ def main(program, doc, body, argv=None, errors=(), on_signal='stopped',
       log.warning('warning: %s', warning)
   first = (_finish_step if on_signal is FINISH_STEP else
            _stop_at_once(on_signal))
+  threading.excepthook = _thread_error
   try:
     with stopping.on_signals(first):
       status = body(cfg)

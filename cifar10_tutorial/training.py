@@ -26,6 +26,7 @@ import glob
 import logging
 import os
 import shutil
+import sys
 import time
 
 import numpy as np
@@ -66,10 +67,6 @@ _VARIABLE_OPS = ('Variable', 'VariableV2', 'VarHandleOp')
 
 class LossDivergedError(RuntimeError):
   """The loss became NaN or infinite; the step was not checkpointed."""
-
-
-class OutOfMemoryError(RuntimeError):
-  """A training step did not fit in memory."""
 
 
 # --- The graph. ---
@@ -379,10 +376,11 @@ class _Checkpoints(object):
   """Saves every `secs` seconds or every `steps` steps, and on demand; one
   line per checkpoint, so the user knows where a restart resumes."""
 
-  def __init__(self, saver, sess, train_dir, secs, steps):
+  def __init__(self, saver, sess, train_dir, secs, steps, size=0):
     self._saver, self._sess = saver, sess
     self._prefix = os.path.join(train_dir, 'model.ckpt')
     self._secs, self.steps = secs, steps
+    self._size = size   # bytes one checkpoint takes
     self._saved_step, self._saved_time = None, time.time()
 
   def due(self, step):
@@ -393,6 +391,15 @@ class _Checkpoints(object):
   def save(self, step):
     if step == self._saved_step:
       return
+    train_dir = os.path.dirname(self._prefix)
+    free = shutil.disk_usage(train_dir).free
+    if free < self._size:
+      # Said before TensorFlow starts a save that cannot finish.
+      path, last = rundir.latest(train_dir)
+      raise rundir.RunDirError(
+          '%s: expected room for the checkpoint of step %d (%.1f MB), found '
+          '%.1f MB free; the last complete one is %s (step %d)' % (
+              train_dir, step, self._size / 1e6, free / 1e6, path, last))
     try:
       self._saver.save(self._sess, self._prefix, global_step=step)
     except (tf.errors.OpError, OSError) as e:
@@ -482,7 +489,7 @@ def _train_locked(graph, cfg, config, path, checkpoint_secs,
     problem = rundir.disk_problem(cfg.train_dir, e)
     if problem:
       raise problem
-    raise OutOfMemoryError(
+    raise machine.OutOfMemoryError(
         '--batch_size %d: expected a training step to fit in the memory of '
         '%s, found it does not (%s); try a smaller --batch_size' % (
             cfg.batch_size, 'the GPU' if machine.gpu_count() else 'this '
@@ -507,8 +514,22 @@ def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps):
   summary_fetches = [graph.summary_step.train_op,
                      graph.summary_step.total_loss,
                      summaries.fetches(graph.summary_step.summaries)]
+  graph_def = tf.get_default_graph().as_graph_def()
+  # A checkpoint: the saved variables, its graph (.meta), some slack.
+  checkpoint_bytes = int(1.05 * sum(
+      v.shape.num_elements() * v.dtype.size
+      for v in graph.saved or tf.global_variables()) +
+                         graph_def.ByteSize() + 1e6)
+  # Before the first file: room for the graph (graph.pbtxt, the events) and
+  # one checkpoint, or one line now.
+  need = 3 * graph_def.ByteSize() + checkpoint_bytes
+  free = shutil.disk_usage(cfg.train_dir).free
+  if free < need:
+    raise rundir.RunDirError(
+        '%s: expected room to start a run (%.1f MB), found %.1f MB free' % (
+            cfg.train_dir, need / 1e6, free / 1e6))
   try:
-    tf.io.write_graph(tf.get_default_graph(), cfg.train_dir, 'graph.pbtxt')
+    tf.io.write_graph(graph_def, cfg.train_dir, 'graph.pbtxt')
   except (tf.errors.OpError, OSError) as e:
     raise rundir.disk_problem(cfg.train_dir, e) or e
   writer = tf.summary.FileWriter(cfg.train_dir, tf.get_default_graph())
@@ -528,7 +549,7 @@ def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps):
       step = sess.run(graph.global_step)
       writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), step)
       checkpoints = _Checkpoints(saver, sess, cfg.train_dir, checkpoint_secs,
-                                 checkpoint_steps)
+                                 checkpoint_steps, checkpoint_bytes)
       checkpoints.save(step)
       shown = _Progress(writer, step, graph.examples_per_step,
                         cfg.log_frequency, cfg.max_steps)
@@ -555,9 +576,18 @@ def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps):
           checkpoints.save(step)
       checkpoints.save(step)
     finally:
-      writer.close()
-      coord.request_stop()
-      coord.join(threads, stop_grace_period_secs=10, ignore_live_threads=True)
+      unwinding = sys.exc_info()[0] is not None
+      try:
+        writer.close()
+      except (RuntimeError, OSError) as e:
+        # A full disk fails the last flush too; the error that got here
+        # first is the one to report.
+        if not unwinding:
+          raise rundir.disk_problem(cfg.train_dir, e) or e
+      finally:
+        coord.request_stop()
+        coord.join(threads, stop_grace_period_secs=10,
+                   ignore_live_threads=True)
   return step
 
 
@@ -572,6 +602,8 @@ def run(cfg, devices=None, cpu_devices=1, **checkpoint_every):
   on_gpu = (devices[0].startswith('/gpu') if devices
             else machine.gpu_count() > 0)
   cfg = machine.resolve(cfg, on_gpu)
+  if not on_gpu:   # on GPUs, a step that does not fit is caught when it runs
+    machine.check_fits(cfg.batch_size, len(devices or [None]))
   with tf.Graph().as_default():
     return train(build_graph(cfg, devices), cfg,
                  machine.session_config(cfg, cpu_devices), **checkpoint_every)

@@ -1,0 +1,447 @@
+"""A run is never lost or corrupted: copied and moved train dirs, two
+trainers, bad checkpoints, full and read-only disks, odd paths, changed
+settings. Each as a user meets it: the CLI, one line, nothing lost."""
+import contextlib
+import glob
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+
+import pytest
+import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial import board
+from cifar10_tutorial import cifar10_data
+from cifar10_tutorial import defaults
+from cifar10_tutorial import machine
+from cifar10_tutorial import records
+from cifar10_tutorial import rundir
+from conftest import ROOT, Running, run_module, write_data
+
+
+def _train(data_dir, train_dir, steps, *extra):
+  return run_module('cifar10_train', '--data_dir', data_dir, '--train_dir',
+                    train_dir, '--max_steps', str(steps), '--batch_size', '8',
+                    '--log_frequency', '1', '--save_checkpoint_steps', '1',
+                    *extra)
+
+
+def _files(folder):
+  """{name: (size, mtime)} of a folder's files."""
+  return {n: (os.path.getsize(os.path.join(folder, n)),
+              os.path.getmtime(os.path.join(folder, n)))
+          for n in os.listdir(folder)}
+
+
+def _last_line(result):
+  return result.stdout.strip().splitlines()[-1]
+
+
+def _absolute_state(train_dir):
+  """The `checkpoint` list as older runs with an absolute --train_dir wrote
+  it: absolute paths into train_dir."""
+  listed = [p for _, p in rundir.checkpoints(train_dir)]
+  tf.train.update_checkpoint_state(train_dir, os.path.abspath(listed[-1]),
+                                   [os.path.abspath(p) for p in listed])
+
+
+@pytest.mark.parametrize('absolute', [False, True])
+def test_a_copied_run_trains_on_its_own_and_never_touches_the_original(
+    tiny_data, tmp_path, absolute):
+  data_dir = tiny_data[0]
+  original, copy = str(tmp_path / 'original'), str(tmp_path / 'copy')
+  assert _train(data_dir, original, 4).returncode == 0
+  if absolute:
+    _absolute_state(original)
+  before = _files(original)
+  shutil.copytree(original, copy)
+  # Nine more checkpoints in the copy: rotation (5 kept) deletes old ones.
+  result = _train(data_dir, copy, 13)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert 'resuming from %s/model.ckpt-4 (step 4)' % copy in result.stdout
+  assert _files(original) == before   # not a file touched
+  kept = sorted(rundir.checkpoints(copy))
+  assert [s for s, _ in kept] == [9, 10, 11, 12, 13]
+  assert all(p.startswith(copy + '/') for _, p in kept)
+  with open(os.path.join(copy, 'checkpoint')) as f:
+    assert tmp_path.name not in f.read()   # relative names only
+
+
+def test_a_moved_run_resumes_and_is_evaluated(tiny_data, tmp_path):
+  data_dir = tiny_data[0]
+  first, moved = str(tmp_path / 'first'), str(tmp_path / 'moved')
+  assert _train(data_dir, first, 3).returncode == 0
+  _absolute_state(first)   # the worst case: the list names the old place
+  os.rename(first, moved)
+  evaluated = run_module('cifar10_eval', '--data_dir', data_dir,
+                         '--checkpoint_dir', moved, '--eval_dir',
+                         str(tmp_path / 'eval'), '--run_once')
+  assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+  assert 'step 3: precision @ 1' in evaluated.stdout
+  result = _train(data_dir, moved, 5)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert 'resuming from %s/model.ckpt-3 (step 3)' % moved in result.stdout
+  assert 'Traceback' not in result.stderr
+
+
+def test_a_second_trainer_on_a_dir_in_use_is_refused_in_one_line(tiny_data,
+                                                                 tmp_path):
+  data_dir, train_dir = tiny_data[0], str(tmp_path / 'train')
+  first = Running('cifar10_train', '--data_dir', data_dir, '--train_dir',
+                  train_dir, '--max_steps', '100000', '--batch_size', '4',
+                  '--log_frequency', '1')
+  try:
+    first.wait_for('step 2, loss')
+    for module, extra in (('cifar10_train', []), ('cifar10_multi_gpu_train',
+                                                  ['--num_gpus', '2',
+                                                   '--tower_device', 'cpu'])):
+      second = run_module(module, '--data_dir', data_dir, '--train_dir',
+                          train_dir, '--batch_size', '4', *extra)
+      assert second.returncode == 1
+      assert _last_line(second).endswith(
+          '%s: expected no other trainer using it, found one running '
+          '(process %d on %s); wait for it to finish, or use another '
+          '--train_dir' % (train_dir, first.proc.pid, os.uname().nodename))
+    # Eval still reads the dir in use.
+    evaluated = run_module('cifar10_eval', '--data_dir', data_dir,
+                           '--checkpoint_dir', train_dir, '--eval_dir',
+                           str(tmp_path / 'eval'), '--run_once')
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+  finally:
+    first.proc.send_signal(signal.SIGINT)
+    first.proc.wait(timeout=30)
+    first.stop()
+  assert 'interrupted at step' in first.output
+  assert len(glob.glob(os.path.join(train_dir, 'events.out.*'))) == 1
+
+
+def test_a_lock_left_by_a_killed_trainer_is_taken_over(tiny_data, tmp_path):
+  data_dir, train_dir = tiny_data[0], str(tmp_path / 'train')
+  run = Running('cifar10_train', '--data_dir', data_dir, '--train_dir',
+                train_dir, '--max_steps', '100000', '--batch_size', '4',
+                '--log_frequency', '1')
+  run.wait_for('step 2, loss')
+  pid = run.proc.pid
+  run.proc.kill()
+  run.stop()
+  result = _train(data_dir, train_dir, 3)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert ('%s: taking over the lock of process %d on %s, which stopped '
+          'without releasing it (crashed or killed)' % (
+              train_dir, pid, os.uname().nodename)) in result.stdout
+  with open(os.path.join(train_dir, rundir.LOCK_NAME)) as f:
+    assert f.read() == ''   # released cleanly this time
+
+
+def _corrupt(path):
+  with open(path, 'r+b') as f:
+    f.seek(os.path.getsize(path) // 2)
+    f.write(b'\xff' * 64)
+
+
+def test_a_corrupt_latest_checkpoint_resumes_from_the_one_before(
+    trained_run, tmp_path):
+  train_dir = str(tmp_path / 'train')
+  shutil.copytree(trained_run['train_dir'], train_dir)
+  latest = os.path.join(train_dir, 'model.ckpt-6')
+  _corrupt(latest + '.data-00000-of-00001')
+  result = _train(trained_run['data_dir'], train_dir, 7)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert re.search(r'%s: expected a readable checkpoint, found .+; trying '
+                   r'the one before it' % re.escape(latest), result.stdout)
+  assert 'resuming from %s/model.ckpt-0 (step 0)' % train_dir in result.stdout
+  assert 'Traceback' not in result.stderr
+  # Eval names the file and the real reason, not "Graph execution error".
+  # (It reads only the moving averages: a cut file, not a flipped byte
+  # it may never read.)
+  data = os.path.join(train_dir, 'model.ckpt-7.data-00000-of-00001')
+  os.truncate(data, os.path.getsize(data) // 2)
+  evaluated = run_module('cifar10_eval', '--data_dir',
+                         trained_run['data_dir'], '--checkpoint_dir',
+                         train_dir, '--eval_dir', str(tmp_path / 'eval'),
+                         '--run_once')
+  assert evaluated.returncode == 1
+  line = [l for l in evaluated.stdout.splitlines() if 'model.ckpt-7' in l][-1]
+  assert 'Graph execution error' not in line and re.search(
+      r'could not read .*model\.ckpt-7 in 3 tries \(\w.+\)', line), line
+
+
+def test_no_readable_checkpoint_is_one_line_and_exit_1(trained_run,
+                                                       tmp_path):
+  train_dir = str(tmp_path / 'train')
+  shutil.copytree(trained_run['train_dir'], train_dir)
+  for data in glob.glob(os.path.join(train_dir, '*.data-*')):
+    _corrupt(data)
+  result = _train(trained_run['data_dir'], train_dir, 8)
+  assert result.returncode == 1
+  assert _last_line(result).endswith(
+      '%s: expected a readable checkpoint, found none of the 2 listed '
+      'readable (see above); move them away to start a new run' % train_dir)
+  assert 'Traceback' not in result.stderr
+
+
+@contextlib.contextmanager
+def _small_filesystem(path, size, read_only=False):
+  """A tmpfs of `size` at `path`, or None where this machine cannot mount
+  one (not root, no mount namespace)."""
+  os.makedirs(path)
+  options = 'size=%s%s' % (size, ',ro' if read_only else '')
+  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs',
+                            path], capture_output=True).returncode == 0
+  try:
+    yield path if mounted else None
+  finally:
+    if mounted:
+      subprocess.run(['umount', '-l', path])
+
+
+def _no_temp_files(folder):
+  left = [n for n in os.listdir(folder) if n.endswith(('_temp', '.tmp'))]
+  assert not left, left
+
+
+@pytest.mark.parametrize('size, step', [('4m', None), ('16m', 1)])
+def test_a_full_disk_is_one_line_and_leaves_no_temp_files(tiny_data,
+                                                          tmp_path, size,
+                                                          step):
+  # 4 MB: no room to start. 16 MB: room for the run's first files and one
+  # 8.5 MB checkpoint, not a second.
+  with _small_filesystem(str(tmp_path / 'small'), size) as small:
+    if small is None:
+      pytest.skip('cannot mount a small file system here; '
+                  'test_a_failed_save_leaves_no_temp_files stubs the write')
+    train_dir = os.path.join(small, 'train')
+    result = _train(tiny_data[0], train_dir, 5)
+    assert result.returncode == 1
+    if step is None:
+      expected = (r'%s: expected room to start a run \([\d.]+ MB\), found '
+                  r'[\d.]+ MB free$' % re.escape(train_dir))
+    else:
+      expected = (r'%s: expected room for the checkpoint of step 1 \([\d.]+ '
+                  r'MB\), found [\d.]+ MB free; the last complete one is '
+                  r'%s/model.ckpt-0 \(step 0\)$' % ((re.escape(train_dir),) * 2))
+      assert rundir.unreadable(os.path.join(train_dir, 'model.ckpt-0')) is None
+    assert re.search(expected, _last_line(result)), result.stdout
+    assert 'Traceback' not in result.stderr and 'OOM' not in result.stderr
+    _no_temp_files(train_dir)
+
+
+def test_a_failed_save_leaves_no_temp_files(tmp_path, monkeypatch):
+  # The same path as a full disk, with the write stubbed to fail midway.
+  train_dir = str(tmp_path / 'train')
+  os.makedirs(train_dir)
+
+  class FullSaver(object):
+    def save(self, sess, prefix, global_step):
+      os.makedirs('%s-%d_temp' % (prefix, global_step))
+      with open('%s-%d.index' % (prefix, global_step), 'w') as f:
+        f.write('half')
+      raise tf.errors.ResourceExhaustedError(
+          None, None, 'model.ckpt-3_temp/part-00000; No space left on device')
+
+  from cifar10_tutorial import training
+  checkpoints = training._Checkpoints(FullSaver(), None, train_dir, None, 1)
+  with pytest.raises(rundir.RunDirError) as e:
+    checkpoints.save(3)
+  assert str(e.value) == ('%s: expected room to write, found the disk full '
+                          'writing the checkpoint of step 3; the last complete '
+                          'one is None (step 0)' % train_dir)
+  assert os.listdir(train_dir) == []
+
+
+def test_a_read_only_dir_is_one_line(tiny_data, tmp_path):
+  with _small_filesystem(str(tmp_path / 'ro'), '1m', read_only=True) as ro:
+    if ro is None:
+      pytest.skip('cannot mount a read-only file system here (as root, '
+                  'permissions alone do not stop a write)')
+    result = _train(tiny_data[0], os.path.join(ro, 'train'), 2)
+  assert result.returncode == 1
+  assert _last_line(result).endswith(
+      'train: expected a folder this program can write to, found a '
+      'read-only file system')
+  assert 'Traceback' not in result.stderr
+
+
+def test_a_train_dir_that_is_a_file_is_one_line(tiny_data, tmp_path):
+  path = tmp_path / 'notes.txt'
+  path.write_text('mine')
+  result = _train(tiny_data[0], str(path), 2)
+  assert result.returncode == 1
+  assert _last_line(result).endswith(
+      '%s: expected a folder for the run, found a file' % path)
+  assert path.read_text() == 'mine'
+
+
+def test_changed_settings_are_refused_or_recorded(tiny_data, tmp_path):
+  data_dir, train_dir = tiny_data[0], str(tmp_path / 'train')
+  assert _train(data_dir, train_dir, 2).returncode == 0
+  refused = _train(data_dir, train_dir, 4, '--precision', 'bf16_emulated')
+  assert refused.returncode == 1
+  assert _last_line(refused).endswith(
+      'found --precision bf16_emulated (the run has fp32); run with the same '
+      'settings, or add --allow_changed_settings to go on with the new ones')
+  assert rundir.latest(train_dir)[1] == 2   # nothing trained, nothing lost
+  allowed = _train(data_dir, train_dir, 4, '--precision', 'bf16_emulated',
+                   '--allow_changed_settings')
+  assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+  assert 'going on with changed settings: --precision bf16_emulated' in (
+      allowed.stdout)
+  with open(os.path.join(train_dir, 'config.json')) as f:
+    config = json.load(f)
+  assert (config['precision'], config['start_step']) == ('bf16_emulated', 2)
+  assert [(s['precision'], s['start_step']) for s in
+          config['earlier_starts']] == [('fp32', 0)]
+
+
+def test_eval_reuses_a_stored_result_only_for_the_same_settings(trained_run,
+                                                               tmp_path):
+  eval_dir = str(tmp_path / 'eval')
+  args = ['--data_dir', trained_run['data_dir'], '--checkpoint_dir',
+          trained_run['train_dir'], '--eval_dir', eval_dir, '--run_once']
+  partial = run_module('cifar10_eval', '--num_examples', '13', *args)
+  assert 'step 6: precision @ 1 = ' in partial.stdout
+  assert '(13 examples' in partial.stdout
+  whole = run_module('cifar10_eval', *args)
+  assert '(30 examples' in whole.stdout   # evaluated, not the 13's result
+  again = run_module('cifar10_eval', *args)
+  assert 'already in %s' % eval_dir in again.stdout
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_the_session(tiny_data,
+                                                               tmp_path):
+  train_dir = str(tmp_path / 'train')
+  result = _train(tiny_data[0], train_dir, 2, '--batch_size', '100000000')
+  assert result.returncode == 1
+  assert re.search(r'error: --batch_size 100000000: expected a batch that '
+                   r'fits in memory, found a training step needs about \d+ '
+                   r'GB \(1\.55 MB an example\) and \d+ GB is available; try '
+                   r'--batch_size \d+ or less$', _last_line(result))
+  assert not os.path.exists(train_dir)
+  with pytest.raises(machine.OutOfMemoryError):
+    machine.check_fits(4096, 2, available=8e9)
+  machine.check_fits(4096, 2, available=16e9)   # 13.5 GB: fits
+
+
+def _make(*args):
+  venv = os.path.dirname(os.path.dirname(sys.executable))
+  stamp = os.path.join(venv, '.installed-stamp')
+  # -o: never (re)install here; the suite already runs in the venv.
+  return subprocess.run(['make', '-C', ROOT, '-o', stamp, 'VENV=' + venv] +
+                        list(args), capture_output=True, text=True,
+                        timeout=240)
+
+
+def test_make_targets_take_paths_with_spaces(tmp_path):
+  source = tmp_path / 'source data'
+  write_data(str(source))
+  archive = str(tmp_path / 'my archive.tar.gz')
+  with tarfile.open(archive, 'w:gz') as tar:
+    tar.add(str(source / defaults.BATCHES_DIR), defaults.BATCHES_DIR)
+  data, run = str(tmp_path / 'my data'), str(tmp_path / 'my runs' / 'a b')
+  evals, plot = str(tmp_path / 'my evals'), str(tmp_path / 'my plot.png')
+  common = ['DATA_DIR=' + data, 'TRAIN_DIR=' + run, 'EVAL_DIR=' + evals]
+  for target in (['data', 'CIFAR10_ARCHIVE=' + archive],
+                 ['train', 'MAX_STEPS=2', 'BATCH_SIZE=4'],
+                 ['eval', 'RUN_ONCE=1'], ['plot', 'PLOT=' + plot]):
+    result = _make(*(target + common))
+    assert result.returncode == 0, result.stdout + result.stderr
+  assert rundir.latest(run)[1] == 2 and os.path.getsize(plot) > 0
+
+
+def test_ctrl_c_during_a_download_leaves_nothing_and_no_traceback(tmp_path):
+  class Slow(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+      self.send_response(200)
+      self.send_header('Content-Length', str(10 ** 8))
+      self.end_headers()
+      for _ in range(1000):
+        self.wfile.write(b'\0' * 65536)
+        time.sleep(0.05)
+
+    def log_message(self, *args):
+      pass
+
+  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Slow)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  data_dir = str(tmp_path / 'data')
+  try:
+    run = Running('cifar10_data', '--data_dir', data_dir, '--url',
+                  'http://127.0.0.1:%d/x.tar.gz' % server.server_address[1])
+    run.wait_for('downloading')
+    time.sleep(0.5)
+    run.proc.send_signal(signal.SIGINT)
+    assert run.proc.wait(timeout=30) == 130
+    run.stop()
+  finally:
+    server.shutdown()
+  assert run.output.strip().splitlines()[-1] == (
+      'make data stopped; nothing half-written was kept')
+  assert 'Traceback' not in run.output
+  assert sorted(os.listdir(data_dir)) == ['.prepare.lock']
+
+
+def test_make_data_cleans_up_after_a_killed_extraction(tmp_path):
+  source = tmp_path / 'source'
+  write_data(str(source), train_per_file=2, test_records=2)
+  archive = str(tmp_path / 'c.tar.gz')
+  with tarfile.open(archive, 'w:gz') as tar:
+    tar.add(str(source / defaults.BATCHES_DIR), defaults.BATCHES_DIR)
+  data_dir = tmp_path / 'data'
+  (data_dir / '.extracting-abc123' / defaults.BATCHES_DIR).mkdir(parents=True)
+  result = run_module('cifar10_data', '--data_dir', str(data_dir),
+                      '--archive', archive)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert ('removed %s, left by an extraction that was cut short' %
+          (data_dir / '.extracting-abc123')) in result.stdout
+  assert not glob.glob(str(data_dir / '.extracting-*'))
+
+
+def test_an_archive_member_that_is_not_records_is_named_in_the_archive(
+    tmp_path):
+  source = tmp_path / 'source'
+  write_data(str(source), train_per_file=2, test_records=2)
+  page = source / defaults.BATCHES_DIR / 'data_batch_2.bin'
+  page.write_bytes(b'<html><body>Not Found</body></html>\n')
+  archive = str(tmp_path / 'c.tar.gz')
+  with tarfile.open(archive, 'w:gz') as tar:
+    tar.add(str(source / defaults.BATCHES_DIR), defaults.BATCHES_DIR)
+  with pytest.raises(records.DataError) as e:
+    cifar10_data.prepare(str(tmp_path / 'data'), archive=archive)
+  assert str(e.value).startswith(
+      '%s: cifar-10-batches-bin/data_batch_2.bin: expected a non-empty '
+      'multiple of 3073 bytes' % archive)
+
+
+def test_a_folder_given_as_the_archive_is_called_a_folder(tmp_path):
+  with pytest.raises(records.DataError) as e:
+    cifar10_data.prepare(str(tmp_path / 'data'), archive=str(tmp_path))
+  assert str(e.value) == (
+      '%s: expected a cifar-10-binary.tar.gz archive, found a folder (for an '
+      'extracted copy, give its parent folder as DATA_DIR)' % tmp_path)
+
+
+def test_tensorboard_on_a_busy_port_says_so_in_one_line():
+  import socket
+  with socket.socket() as taken:
+    taken.bind(('127.0.0.1', 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    result = run_module('board', '--logdir', ROOT, '--port', str(port))
+  assert result.returncode == 1
+  assert result.stdout.strip() == (
+      'error: port %d: expected a free port for TensorBoard, found it in use '
+      '(another TensorBoard?); try make tensorboard PORT=%d' % (port,
+                                                               port + 1))
+  with pytest.raises(board.PortBusy):
+    with socket.socket() as again:
+      again.bind(('127.0.0.1', 0))
+      again.listen()
+      board.check_port(again.getsockname()[1])
