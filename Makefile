@@ -15,6 +15,12 @@ NUM_GPUS ?= 2
 CIFAR10_ARCHIVE ?=
 PORT ?= 6006
 PLOT ?= train_dirs/cifar10_plot.png
+# make predict: image files or folders, separated by spaces.
+IMAGES ?=
+# make convert: a folder (or .zip/.tar.gz) of train/<class>/ and
+# test/<class>/ images, and the data folder to write.
+SRC ?=
+OUT ?=
 TF_LOGS ?= 0
 # Extra flags for the program a target runs, e.g. ARGS="--log_frequency 100".
 ARGS ?=
@@ -25,7 +31,8 @@ space := $(subst ,, )
 STAMP := $(subst $(space),\ ,$(VENV))/.installed-stamp
 TF_FLAGS := $(if $(filter 1,$(TF_LOGS)),--tf_logs)
 
-.PHONY: install data train train-multigpu eval tensorboard plot test bench clean
+.PHONY: install data train train-multigpu eval predict convert tensorboard \
+  plot test bench clean
 
 install: $(STAMP)
 
@@ -54,6 +61,13 @@ eval: data
 	$(PY) -m cifar10_tutorial.cifar10_eval --data_dir "$(DATA_DIR)" \
 	  --checkpoint_dir "$(TRAIN_DIR)" --eval_dir "$(EVAL_DIR)" \
 	  --run_once=$(RUN_ONCE) $(TF_FLAGS) $(ARGS)
+
+predict: $(STAMP)
+	$(PY) -m cifar10_tutorial.predict --data_dir "$(DATA_DIR)" \
+	  --checkpoint_dir "$(TRAIN_DIR)" $(TF_FLAGS) $(ARGS) -- $(IMAGES)
+
+convert: $(STAMP)
+	$(PY) -m cifar10_tutorial.convert --src "$(SRC)" --out "$(OUT)" $(ARGS)
 
 tensorboard: $(STAMP)
 	$(PY) -m cifar10_tutorial.board --logdir "$(LOGDIR)" --port $(PORT)

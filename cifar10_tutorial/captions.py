@@ -8,7 +8,8 @@ Pure numpy at graph-building time; no font files, no extra dependency.
 """
 import numpy as np
 
-# The letters the ten class names use; '#' is ink.
+# Letters, digits and a few marks, for any class names; '#' is ink. Other
+# characters are drawn as '?'.
 _GLYPHS = {
     'A': '.###. #...# ##### #...# #...#',
     'B': '####. #...# ####. #...# ####.',
@@ -29,24 +30,47 @@ _GLYPHS = {
     'S': '.#### #.... .###. ....# ####.',
     'T': '##### ..#.. ..#.. ..#.. ..#..',
     'U': '#...# #...# #...# #...# .###.',
+    'J': '..### ...#. ...#. #..#. .##..',
+    'Q': '.###. #...# #.#.# #..#. .##.#',
+    'V': '#...# #...# #...# .#.#. ..#..',
+    'W': '#...# #...# #.#.# ##.## #...#',
+    'X': '#...# .#.#. ..#.. .#.#. #...#',
+    'Y': '#...# .#.#. ..#.. ..#.. ..#..',
+    'Z': '##### ...#. ..#.. .#... #####',
+    '0': '.###. #..## #.#.# ##..# .###.',
+    '1': '..#.. .##.. ..#.. ..#.. .###.',
+    '2': '.###. #...# ..##. .#... #####',
+    '3': '####. ....# .###. ....# ####.',
+    '4': '#..#. #..#. ##### ...#. ...#.',
+    '5': '##### #.... ####. ....# ####.',
+    '6': '.###. #.... ####. #...# .###.',
+    '7': '##### ...#. ..#.. .#... .#...',
+    '8': '.###. #...# .###. #...# .###.',
+    '9': '.###. #...# .#### ....# .###.',
+    '-': '..... ..... ##### ..... .....',
+    '_': '..... ..... ..... ..... #####',
+    '.': '..... ..... ..... ..... ..#..',
+    ' ': '..... ..... ..... ..... .....',
+    '?': '.###. #...# ..##. ..... ..#..',
 }
 GLYPH = 5          # glyphs are GLYPH x GLYPH, one blank column between
 MARGIN = 2         # blank rows above and below the text
 
 
 def glyph(letter):
-  rows = _GLYPHS[letter.upper()].split()
+  rows = _GLYPHS.get(letter.upper(), _GLYPHS['?']).split()
   return np.array([[c == '#' for c in row] for row in rows], np.uint8)
 
 
 def strip(text, width):
-  """`text` in white on black, centred in a uint8 [GLYPH + 2 MARGIN, width]."""
+  """`text` in white on black, centred in a uint8 [GLYPH + 2 MARGIN, width];
+  a name too long for the width is cut, ending in '.'."""
   out = np.zeros([GLYPH + 2 * MARGIN, width], np.uint8)
+  fits = (width - 1) // (GLYPH + 1)   # a blank column left at each side
+  if len(text) > fits:
+    text = text[:fits - 1] + '.'
   letters = [glyph(c) for c in text]
   used = len(letters) * (GLYPH + 1) - 1
-  if used > width:
-    raise ValueError('%r needs %d pixels, the image is %d wide' %
-                     (text, used, width))
   x = (width - used) // 2
   for g in letters:
     out[MARGIN:MARGIN + GLYPH, x:x + GLYPH] = 255 * g

@@ -143,7 +143,8 @@ def _lrn(x, name, impl):
                    alpha=defaults.LRN_ALPHA, beta=defaults.LRN_BETA, name=name)
 
 
-def inference(images, lrn='matmul', precision='fp32'):
+def inference(images, lrn='matmul', precision='fp32',
+              num_classes=defaults.NUM_CLASSES):
   """Builds the network on a batch of 24x24x3 images of any batch size.
 
   `lrn` picks the local response normalization: 'matmul' (lrn_matmul, the
@@ -152,8 +153,9 @@ def inference(images, lrn='matmul', precision='fp32'):
   (for CPUs with bfloat16 matrix units, and GPUs); 'fp32' is the tutorial.
   Variables are created with get_variable, so a second call inside
   `tf.variable_scope(..., reuse=True)` (the multi-GPU towers) shares them.
-  Returns a Model: logits [batch, 10] and the weight-decay losses, activations
-  and variables that the loss and summaries need.
+  `num_classes` is the data's (10 for CIFAR-10; records.class_names).
+  Returns a Model: logits [batch, num_classes] and the weight-decay losses,
+  activations and variables that the loss and summaries need.
   """
   if precision not in flags.PRECISIONS:
     raise ValueError('precision: expected one of %s, found %r' %
@@ -170,7 +172,7 @@ def inference(images, lrn='matmul', precision='fp32'):
   x = layers.dense('local4', x, 192, defaults.LOCAL_STDDEV, bias=0.1,
                    wd=defaults.LOCAL_WEIGHT_DECAY)
   # Linear logits: the softmax is inside the cross-entropy, for stability.
-  logits = layers.dense('softmax_linear', x, defaults.NUM_CLASSES,
+  logits = layers.dense('softmax_linear', x, num_classes,
                         defaults.SOFTMAX_STDDEV, bias=0.0, wd=0.0, relu=False)
   return Model(logits, layers.weight_losses, layers.activations,
                layers.variables)
@@ -284,7 +286,8 @@ def training_summaries(grads_and_vars, lr):
   return items
 
 
-def captioned_images(images, labels, count=3, scale=3):
+def captioned_images(images, labels, count=3, scale=3,
+                     class_names=defaults.CLASS_NAMES):
   """The first `count` images as TensorBoard should show them: each
   stretched to 0..255, enlarged `scale` times (nearest pixel) and with its
   class name drawn underneath. uint8 [count, height, width, 3]."""
@@ -294,23 +297,40 @@ def captioned_images(images, labels, count=3, scale=3):
   pixels = tf.cast(tf.round(255.0 * (images - low) /
                             tf.maximum(high - low, 1e-6)), tf.uint8)
   pixels = tf.repeat(tf.repeat(pixels, scale, axis=1), scale, axis=2)
-  names = tf.constant(captions.strips(defaults.CLASS_NAMES,
+  names = tf.constant(captions.strips(class_names,
                                       int(images.shape[2]) * scale))
   return tf.concat([pixels, tf.gather(names, labels)], axis=1)
 
 
-def activation_summaries(model, images, labels):
+def activation_summaries(model, images, labels,
+                         class_names=defaults.CLASS_NAMES):
   """Histograms and sparsity of each layer, and a few input images with
   their class names."""
   scope = tf.get_default_graph().get_name_scope()   # 'tower_1' in a tower
   with summary.scope():
     summaries = [summary.image(scope + '/images' if scope else 'images',
-                               captioned_images(images, labels))]
+                               captioned_images(images, labels,
+                                                class_names=class_names))]
     for x in model.activations:
       summaries.append(summary.histogram(x.op.name + '/activations', x))
       summaries.append(summary.scalar(x.op.name + '/sparsity',
                                       tf.nn.zero_fraction(x)))
   return summaries
+
+
+class ClassCountError(ValueError):
+  """A checkpoint's network was made for another number of classes."""
+
+
+def check_classes(checkpoint_path, class_names, where):
+  """ClassCountError, in one line, unless the checkpoint's network has one
+  output per class of `class_names` (the classes of the data at `where`)."""
+  shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+  found = shapes.get('softmax_linear/biases', [None])[0]
+  if found != len(class_names):
+    raise ClassCountError(
+        '%s: expected a network for %d classes (the classes of %s), found '
+        'one for %s' % (checkpoint_path, len(class_names), where, found))
 
 
 def restore_map(model_variables):

@@ -17,6 +17,7 @@ if __name__ == '__main__':
 
 import sys
 
+from cifar10_tutorial import cifar10
 from cifar10_tutorial import evaluation
 from cifar10_tutorial import program
 
@@ -31,6 +32,7 @@ def evaluate(cfg):
 
 def main(argv=None):
   return program.main('cifar10_eval', __doc__, evaluate, argv,
+                      errors=[cifar10.ClassCountError],
                       on_signal='eval stopped')
 
 

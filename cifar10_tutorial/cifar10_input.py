@@ -158,8 +158,10 @@ class ExampleQueue(object):
   """
 
   def __init__(self, queue, capacity, min_after_dequeue, num_records,
-               partial_batches, finish=None):
+               partial_batches, finish=None,
+               class_names=defaults.CLASS_NAMES):
     self.queue = queue
+    self.class_names = class_names
     self.capacity = capacity
     self.min_after_dequeue = min_after_dequeue
     self.num_records = num_records
@@ -199,11 +201,13 @@ def min_queue_examples(num_records):
   return max(1, int(epoch * defaults.MIN_FRACTION_OF_EXAMPLES_IN_QUEUE))
 
 
-def _example_queue(files, preprocess, batch_size, num_threads, shuffle,
-                   num_epochs, pipeline, name, raw=False):
+def _example_queue(data_dir, eval_data, preprocess, batch_size, num_threads,
+                   shuffle, num_epochs, pipeline, name, raw=False):
   """`preprocess` is a pair: the per-example function and its batched twin.
   `raw`: queue the uint8 pixels and leave the batched one to the consumer."""
-  num_records = records.check_record_files(files)
+  files = records.data_files(data_dir, eval_data)
+  class_names = records.class_names(data_dir)
+  num_records = records.check_record_files(files, len(class_names))
   warmup = min_queue_examples(num_records)
   capacity = warmup + 3 * batch_size
   if raw:
@@ -241,7 +245,8 @@ def _example_queue(files, preprocess, batch_size, num_threads, shuffle,
                                                    [enqueue] * num_threads))
   return ExampleQueue(queue, capacity, warmup, num_records,
                       partial_batches=not shuffle,
-                      finish=_finish_raw if raw else None)
+                      finish=_finish_raw if raw else None,
+                      class_names=class_names)
 
 
 def _finish_raw(images):
@@ -254,8 +259,7 @@ def train_queue(data_dir, batch_size, num_threads=None, pipeline='batched',
                 raw=False):
   """The shuffled queue of training examples, read forever: distorted by
   the input threads, or `raw`, to be distorted by the consumer (finish)."""
-  return _example_queue(records.data_files(data_dir),
-                        (distort, distort_batch), batch_size,
+  return _example_queue(data_dir, False, (distort, distort_batch), batch_size,
                         num_threads or defaults.INPUT_THREADS, shuffle=True,
                         num_epochs=None, pipeline=pipeline, name='train_input',
                         raw=raw)
@@ -269,7 +273,7 @@ def eval_queue(data_dir, batch_size, eval_data=True, num_threads=1,
   One thread by default, so records come out in file order and a partial
   evaluation (`--num_examples`) always sees the same images.
   """
-  return _example_queue(records.data_files(data_dir, eval_data),
+  return _example_queue(data_dir, eval_data,
                         (central_crop, central_crop_batch), batch_size,
                         num_threads, shuffle=False, num_epochs=1,
                         pipeline=pipeline, name='eval_input')

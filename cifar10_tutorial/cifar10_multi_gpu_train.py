@@ -22,6 +22,7 @@ if __name__ == '__main__':
 import logging
 import sys
 
+from cifar10_tutorial import cifar10
 from cifar10_tutorial import defaults
 from cifar10_tutorial import machine
 from cifar10_tutorial import program
@@ -43,6 +44,7 @@ def train(cfg):
 def main(argv=None):
   return program.main('cifar10_multi_gpu_train', __doc__, train, argv,
                       errors=[training.LossDivergedError,
+                              cifar10.ClassCountError,
                               machine.OutOfMemoryError, rundir.RunDirError,
                               machine.DeviceError],
                       on_signal=program.FINISH_STEP)

@@ -16,6 +16,7 @@ if __name__ == '__main__':
 
 import sys
 
+from cifar10_tutorial import cifar10
 from cifar10_tutorial import defaults
 from cifar10_tutorial import machine
 from cifar10_tutorial import program
@@ -31,6 +32,7 @@ def train(cfg):
 def main(argv=None):
   return program.main('cifar10_train', __doc__, train, argv,
                       errors=[training.LossDivergedError,
+                              cifar10.ClassCountError,
                               machine.OutOfMemoryError, rundir.RunDirError],
                       on_signal=program.FINISH_STEP)
 

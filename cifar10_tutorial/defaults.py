@@ -15,6 +15,11 @@ TRAIN_FILES = tuple('data_batch_%d.bin' % i for i in range(1, 6))
 TEST_FILES = ('test_batch.bin',)
 CLASS_NAMES = ('airplane', 'automobile', 'bird', 'cat', 'deer',
                'dog', 'frog', 'horse', 'ship', 'truck')
+# One class name per line, beside the record files; where it is present
+# (the official archive has it, `make convert` writes it), the class names
+# and their number come from it.
+META_FILE = 'batches.meta.txt'
+MAX_CLASSES = 255   # a record's label is one byte
 
 # A record: 1 label byte, then 32x32x3 image bytes stored depth-major
 # (1,024 red, 1,024 green, 1,024 blue, each row-major).

@@ -61,7 +61,10 @@ class EvalGraph(object):
             '%s: --num_examples %d is more than the %d records there' %
             (cfg.data_dir, self.num_examples, queue.num_records))
       images, labels = queue.dequeue(cfg.batch_size)
-      model = cifar10.inference(images, lrn=cfg.lrn, precision=cfg.precision)
+      self.class_names = queue.class_names
+      self._data_dir = cfg.data_dir
+      model = cifar10.inference(images, lrn=cfg.lrn, precision=cfg.precision,
+                                num_classes=len(self.class_names))
       # Precision @ 1 as the tutorial computes it; argmax for the confusion
       # matrix (they differ only on exact ties of the top logits).
       self.fetches = [tf.nn.in_top_k(model.logits, labels, 1),
@@ -85,7 +88,11 @@ class EvalGraph(object):
     with tf.Session(graph=self.graph, config=self.config) as sess:
       sess.run(self.init)
       try:
+        cifar10.check_classes(checkpoint_path, self.class_names,
+                              self._data_dir)
         self.saver.restore(sess, checkpoint_path)
+      except cifar10.ClassCountError:
+        raise   # not a checkpoint that is not readable yet: never will be
       except (ValueError, tf.errors.OpError) as e:
         raise CheckpointError(rundir.unreadable(checkpoint_path) or
                               (e.message if isinstance(e, tf.errors.OpError)
@@ -93,7 +100,7 @@ class EvalGraph(object):
       coord = tf.train.Coordinator()
       threads = tf.train.start_queue_runners(sess, coord)
       true_count = counted = 0
-      confusion = np.zeros([defaults.NUM_CLASSES] * 2, np.int64)
+      confusion = np.zeros([len(self.class_names)] * 2, np.int64)
       live = progress.live_line()
       try:
         while counted < self.num_examples:
@@ -235,7 +242,7 @@ def _evaluate(graph, writer, results, step, path, tries):
   _remember(writer.get_logdir(), graph.settings, step, result.precision_at_1)
   _report(step, result.precision_at_1, '%d examples, %.1f s' % (
       graph.num_examples, time.time() - started))
-  writer.add_summary(result_summary(result), step)
+  writer.add_summary(result_summary(result, graph.class_names), step)
   writer.flush()
   return True
 

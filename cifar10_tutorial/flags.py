@@ -80,9 +80,10 @@ def names(text):
 
 
 # An option: its name and argparse's keywords. `exclusive` options are added
-# as one mutually exclusive group.
+# as one mutually exclusive group; a Positional is an argument without '--'.
 Option = collections.namedtuple('Option', ['name', 'kwargs'])
 Exclusive = collections.namedtuple('Exclusive', ['options'])
+Positional = collections.namedtuple('Positional', ['name', 'kwargs'])
 
 
 def _opt(name, **kwargs):
@@ -216,6 +217,30 @@ PLOT_OPTIONS = [
     _opt('eval_dir', default=EVAL_DIR, help='the eval loop\'s event files'),
     _opt('out', default=PLOT, help='the PNG to write'),
 ]
+PREDICT = [
+    Positional('images', dict(
+        nargs='+', metavar='IMAGE',
+        help='image files (JPEG, PNG, GIF, BMP) or folders of them')),
+    DATA_DIR_OPTION._replace(kwargs=dict(
+        DATA_DIR_OPTION.kwargs, help='where the class names come from '
+        '(its batches.meta.txt; CIFAR-10\'s names if it has none)')),
+    _opt('checkpoint_dir', default=TRAIN_DIR,
+         help='the run whose latest checkpoint classifies'),
+    _opt('top', type=positive_int, default=3, help='classes shown per image'),
+    # A switch, not a BOOL: `predict --json a.jpg` must not read a.jpg as
+    # its value.
+    _opt('json', action='store_true',
+         help='one JSON document on stdout, for programs'),
+] + MODEL + [TF_LOGS]
+CONVERT = [
+    _opt('src', required=True,
+         help='a folder (or a .zip or .tar.gz of one) holding '
+              'train/<class>/* and test/<class>/* images'),
+    _opt('out', required=True,
+         help='the data folder to make: OUT/cifar-10-batches-bin, usable as '
+              '--data_dir'),
+    _opt('seed', type=int, default=0, help='the fixed shuffle of the records'),
+]
 BOARD = [
     _opt('logdir', default='train_dirs',
          help='the folder of runs TensorBoard shows, side by side'),
@@ -227,11 +252,14 @@ BENCH = [
     _opt('parts', type=names, default='all',
          help='comma-separated parts to run, from those listed above, or all'),
     _opt('configs', type=names, default='all',
-         help='comma-separated training configurations, from those listed above, or all'),
+         help='comma-separated training configurations, from those listed '
+              'above, or all'),
     _opt('inputs', type=names, default='all',
-         help='comma-separated input pipeline variants, from those listed above, or all'),
+         help='comma-separated input pipeline variants, from those listed '
+              'above, or all'),
     _opt('evals', type=names, default='all',
-         help='comma-separated eval configurations, from those listed above, or all'),
+         help='comma-separated eval configurations, from those listed '
+              'above, or all'),
     _opt('steps', type=positive_int, default=200,
          help='timed training steps (slow configurations: fewer)'),
     _opt('warmup', type=int, default=30, help='untimed training steps first'),
@@ -268,6 +296,8 @@ PROGRAMS = {
     'cifar10_data': DATA,
     'plot': PLOT_OPTIONS,
     'board': BOARD,
+    'predict': PREDICT,
+    'convert': CONVERT,
     'bench': BENCH,
 }
 
@@ -283,6 +313,8 @@ def add_options(p, options):
       group = p.add_mutually_exclusive_group()
       for o in option.options:
         group.add_argument('--' + o.name, **o.kwargs)
+    elif isinstance(option, Positional):
+      p.add_argument(option.name, **option.kwargs)
     else:
       p.add_argument('--' + option.name, **option.kwargs)
 

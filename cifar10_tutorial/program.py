@@ -57,6 +57,16 @@ def _stop_at_once(message):
   return first
 
 
+def reason(error):
+  """The line of an exception's message that says what went wrong. (A
+  TensorFlow error from a session run starts with 'Graph execution error:'
+  and where the op was defined, and ends with what went wrong and the op.)"""
+  message = getattr(error, 'message', None) or str(error)
+  lines = [l.strip() for l in message.splitlines()]
+  lines = [l for l in lines if l and not l.startswith(('[[', 'Node:'))]
+  return lines[-1] if lines else type(error).__name__
+
+
 def _thread_error(args):
   """A failure in a background thread (TensorFlow's event writer on a full
   disk, say): one line, not a traceback; the main thread reports what it

@@ -32,6 +32,12 @@ _NOISE = [
                rb'with AVX-512\. Falling back'),
     re.compile(rb'^W\d{4} .*local_rendezvous\.cc:\d+\] Local rendezvous is '
                rb'aborting with status: CANCELLED'),
+    # An image file that does not decode: predict and convert say so, in
+    # one line naming the file; TensorFlow's own report of it is a repeat.
+    re.compile(rb'^W\d{4} .*\] (OP_REQUIRES failed at decode_\w+_op\.cc|'
+               rb'Local rendezvous is aborting with status: INVALID_ARGUMENT: '
+               rb'(Unknown image file format|Invalid (JPEG|PNG|GIF|BMP)|'
+               rb'(jpeg|png|gif|bmp)))'),
 ]
 _NO_GPU_NOISE = re.compile(rb'^E\d{4} .*cuda_platform\.cc:\d+\] failed call '
                            rb'to cuInit')

@@ -36,11 +36,27 @@ def data_files(data_dir, eval_data=False):
   return [os.path.join(folder, name) for name in names]
 
 
-def check_record_files(files, chunk_records=4096):
+def class_names(data_dir):
+  """The data's class names: batches.meta.txt's lines where the record files
+  have one beside them, else CIFAR-10's ten."""
+  path = os.path.join(batches_dir(data_dir), defaults.META_FILE)
+  if not os.path.isfile(path):
+    return defaults.CLASS_NAMES
+  with open(path, encoding='utf-8', errors='replace') as f:
+    names = tuple(line.strip() for line in f if line.strip())
+  if not 1 <= len(names) <= defaults.MAX_CLASSES:
+    raise DataError('%s: expected 1 to %d class names, one a line, found %d' %
+                    (path, defaults.MAX_CLASSES, len(names)))
+  return names
+
+
+def check_record_files(files, num_classes=defaults.NUM_CLASSES,
+                       chunk_records=4096):
   """Checks record files before any session starts; returns the record count.
 
   Each file must exist, be non-empty, hold a whole number of 3,073-byte
-  records, and have every label byte in 0-9. A bad file raises DataError
+  records, and have every label byte below `num_classes` (0-9 for CIFAR-10).
+  A bad file raises DataError
   naming the file, what was expected and what was found, so a truncated
   download fails here, at once, and not as a reader error hours later.
   Files are read in chunks, so memory stays flat whatever their size.
@@ -67,10 +83,10 @@ def check_record_files(files, chunk_records=4096):
         if not chunk:
           break
         labels = np.frombuffer(chunk, np.uint8)[::defaults.RECORD_BYTES]
-        bad = np.flatnonzero(labels >= defaults.NUM_CLASSES)
+        bad = np.flatnonzero(labels >= num_classes)
         if bad.size:
           raise DataError('%s: expected label bytes 0-%d, found %d in record '
-                          '%d' % (path, defaults.NUM_CLASSES - 1,
+                          '%d' % (path, num_classes - 1,
                                   labels[bad[0]], first + bad[0]))
         first += labels.size
     total += size // defaults.RECORD_BYTES
@@ -91,8 +107,9 @@ def fingerprint(files, head=1 << 20):
 
 def check_data_dir(data_dir):
   """Checks all six files; returns (training records, test records)."""
-  return (check_record_files(data_files(data_dir)),
-          check_record_files(data_files(data_dir, eval_data=True)))
+  classes = len(class_names(data_dir))
+  return (check_record_files(data_files(data_dir), classes),
+          check_record_files(data_files(data_dir, eval_data=True), classes))
 
 
 def encode(images, labels):
@@ -113,7 +130,8 @@ def read_records(path):
   return planes.transpose(0, 2, 3, 1), recs[:, 0]
 
 
-def write_random(data_dir, train_records, test_records, seed=0):
+def write_random(data_dir, train_records, test_records, seed=0,
+                 num_classes=defaults.NUM_CLASSES):
   """Random records in the official layout: <data_dir>/cifar-10-batches-bin
   with `train_records` spread evenly over the five training files and
   `test_records` in the test file. Written a file at a time (the bench's
@@ -127,7 +145,7 @@ def write_random(data_dir, train_records, test_records, seed=0):
     images = rng.integers(0, 256, (n, defaults.SOURCE_HEIGHT,
                                    defaults.SOURCE_WIDTH, defaults.DEPTH),
                           dtype=np.uint8)
-    labels = rng.integers(0, defaults.NUM_CLASSES, n, dtype=np.uint8)
+    labels = rng.integers(0, num_classes, n, dtype=np.uint8)
     with open(os.path.join(folder, name), 'wb') as f:
       f.write(encode(images, labels))
   return folder

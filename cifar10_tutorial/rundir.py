@@ -1,7 +1,7 @@
 """A train dir: one trainer at a time, checkpoints that stay inside it, and
 how the run was made.
 
-    with rundir.locked(train_dir):        # RunDirError if another trainer has it
+    with rundir.locked(train_dir):    # RunDirError if another trainer has it
       path, step = rundir.resume_point(train_dir)   # newest readable checkpoint
       rundir.record_start(train_dir, settings, step, allow_changed)
 
@@ -21,6 +21,8 @@ import os
 import socket
 
 import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial import program
 
 log = logging.getLogger('cifar10_tutorial')
 LOCK_NAME = '.lock'
@@ -160,10 +162,7 @@ def unreadable(path):
     # Whatever the reader raises is the answer: a truncated file gives an
     # IndexError ('Read less bytes than requested'), a bad checksum a
     # DataLossError, a missing file a NotFoundError.
-    message = getattr(e, 'message', None) or str(e)
-    lines = [l.strip() for l in message.splitlines() if l.strip() and
-             not l.startswith(('Graph execution error', 'Detected at node'))]
-    return lines[0] if lines else type(e).__name__
+    return program.reason(e)
   return None
 
 

@@ -81,7 +81,8 @@ def _on(device, variables='/cpu:0'):
 
 
 def tower(images, labels, opt, lrn='matmul', precision='fp32', reuse=False,
-          loss_averages=None, with_summaries=True):
+          loss_averages=None, with_summaries=True,
+          class_names=defaults.CLASS_NAMES):
   """The network, its loss and its gradients on one batch.
 
   Run inside a tower's device and name scope; the towers after the first,
@@ -91,7 +92,8 @@ def tower(images, labels, opt, lrn='matmul', precision='fp32', reuse=False,
   summaries.
   """
   with tf.variable_scope(tf.get_variable_scope(), reuse=reuse):
-    model = cifar10.inference(images, lrn=lrn, precision=precision)
+    model = cifar10.inference(images, lrn=lrn, precision=precision,
+                              num_classes=len(class_names))
   total, losses = cifar10.loss(model, labels)
   loss_averages = loss_averages or cifar10.LossAverages()
   update, averages = loss_averages.update(losses + [total])
@@ -99,7 +101,8 @@ def tower(images, labels, opt, lrn='matmul', precision='fp32', reuse=False,
   items = []
   if with_summaries:
     items = (cifar10.loss_summaries(losses + [total], averages) +
-             cifar10.activation_summaries(model, images, labels))
+             cifar10.activation_summaries(model, images, labels,
+                                          class_names))
   return Tower(grads, total, update, items)
 
 
@@ -252,7 +255,8 @@ def build_graph(cfg, devices=None, queue=None):
         parts.append(tower(images, labels, opt, cfg.lrn, cfg.precision,
                            reuse=bool(built) or (i > 0 and not own_copy),
                            loss_averages=loss_averages[i],
-                           with_summaries=with_summaries))
+                           with_summaries=with_summaries,
+                           class_names=queue.class_names))
         refills.append(refill)
     built.append(with_summaries)
     tower_grads = [t.grads for t in parts]
@@ -290,7 +294,7 @@ def build_graph(cfg, devices=None, queue=None):
                     defaults.NUM_EPOCHS_PER_DECAY)
   graph = graph._replace(settings={
       'training_records': queue.num_records, 'lr_decay_steps': decay_steps,
-      'data': data})
+      'data': data, 'classes': list(queue.class_names)})
   if not replicated:
     return graph
   # One copy is saved, under the tutorial's names; the others start from it
@@ -465,6 +469,8 @@ def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None):
         vars(cfg), examples_per_step=graph.examples_per_step,
         **graph.settings), step, getattr(cfg, 'allow_changed_settings', False))
     if path:
+      cifar10.check_classes(path, graph.settings.get(
+          'classes', defaults.CLASS_NAMES), cfg.data_dir)
       log.info('resuming from %s (step %d)', path, step)
       rundir.relist(cfg.train_dir, step)
     else:

@@ -1,4 +1,5 @@
 """Flags parse as a user means them; bad ones fail with one clear line."""
+import argparse
 import importlib
 import re
 
@@ -44,7 +45,7 @@ def test_max_steps_must_be_positive(capsys):
 
 @pytest.mark.parametrize('module', [
     'cifar10_train', 'cifar10_multi_gpu_train', 'cifar10_eval', 'cifar10_data',
-    'plot', 'bench'])
+    'plot', 'bench', 'predict', 'convert', 'board'])
 def test_every_entry_point_documents_each_option_and_its_default(module,
                                                                  capsys):
   entry = importlib.import_module('cifar10_tutorial.' + module)
@@ -58,6 +59,9 @@ def test_every_entry_point_documents_each_option_and_its_default(module,
   options = {e.split()[0].rstrip(','): ' '.join(e.split()) for e in entries
              if e.strip().startswith('--') and not e.strip().startswith(
                  '--help')}
-  assert len(options) >= 3
+  declared = [o.name for o in flags._flat(flags.PROGRAMS[module])
+              if isinstance(o, flags.Option) and
+              o.kwargs.get('help') is not argparse.SUPPRESS]
+  assert sorted(options) == sorted('--' + n for n in declared)
   for option, entry_text in options.items():
     assert '(default:' in entry_text, entry_text

@@ -227,7 +227,8 @@ def test_a_full_disk_is_one_line_and_leaves_no_temp_files(tiny_data,
     else:
       expected = (r'%s: expected room for the checkpoint of step 1 \([\d.]+ '
                   r'MB\), found [\d.]+ MB free; the last complete one is '
-                  r'%s/model.ckpt-0 \(step 0\)$' % ((re.escape(train_dir),) * 2))
+                  r'%s/model.ckpt-0 \(step 0\)$' % (re.escape(train_dir),
+                                                    re.escape(train_dir)))
       assert rundir.unreadable(os.path.join(train_dir, 'model.ckpt-0')) is None
     assert re.search(expected, _last_line(result)), result.stdout
     assert 'Traceback' not in result.stderr and 'OOM' not in result.stderr

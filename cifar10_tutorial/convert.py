@@ -1,0 +1,186 @@
+"""Turns folders of labelled images into the binary batches (`make convert`).
+
+    python -m cifar10_tutorial.convert --src my_images --out data_mine
+    make train DATA_DIR=data_mine
+
+--src holds train/<class>/* and test/<class>/* (a folder, or a .zip or
+.tar.gz of one, with or without one top folder). Each image (JPEG, PNG,
+GIF, BMP) is resized to 32x32 and becomes a record of the official layout;
+the records are shuffled with a fixed seed and written as
+OUT/cifar-10-batches-bin/data_batch_1..5.bin, test_batch.bin and
+batches.meta.txt (the class names, sorted), so the whole pipeline trains,
+evaluates and predicts on them unchanged. Everything is written into a
+temporary folder renamed into place at the end: an interrupted conversion
+leaves nothing half-written. A file that is not an image is skipped, with a
+line naming it, and counted.
+"""
+if __name__ == '__main__':
+  from cifar10_tutorial import quiet
+  quiet.install()
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import zipfile
+
+import numpy as np
+
+from cifar10_tutorial import defaults
+from cifar10_tutorial import images
+from cifar10_tutorial import program
+from cifar10_tutorial import records
+
+log = logging.getLogger('cifar10_tutorial')
+DataError = records.DataError
+SPLITS = ('train', 'test')
+
+
+@contextlib.contextmanager
+def _opened(src):
+  """The folder holding train/ and test/: `src` itself, or where a .zip or
+  .tar.gz of it was extracted (removed afterwards)."""
+  if os.path.isdir(src):
+    yield _root(src, src)
+    return
+  if not os.path.isfile(src):
+    raise DataError('%s: expected a folder, .zip or .tar.gz of images, '
+                    'found no such file or folder' % src)
+  scratch = tempfile.mkdtemp(prefix='cifar10-convert-')
+  try:
+    try:
+      if zipfile.is_zipfile(src):
+        with zipfile.ZipFile(src) as z:
+          z.extractall(scratch)
+      else:
+        with tarfile.open(src, 'r:*') as tar:
+          tar.extractall(scratch, filter='data')
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+      raise DataError('%s: expected a folder, .zip or .tar.gz of images, '
+                      'found a file that is none of them (%s)' % (src, e))
+    yield _root(scratch, src)
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _root(folder, src):
+  """`folder`, or its one subfolder, if that is what holds train/."""
+  for candidate in [folder] + [os.path.join(folder, n)
+                               for n in sorted(os.listdir(folder))]:
+    if os.path.isdir(os.path.join(candidate, 'train')):
+      return candidate
+  raise DataError('%s: expected train/<class>/ and test/<class>/ folders of '
+                  'images, found no train/ folder' % src)
+
+
+def _classes(root, src):
+  """The class names: train/'s subfolders, sorted. Every class needs
+  training images; test/ may not name other classes."""
+  found = {}
+  for split in SPLITS:
+    folder = os.path.join(root, split)
+    if not os.path.isdir(folder):
+      raise DataError('%s: expected a %s/ folder beside train/, found none' %
+                      (src, split))
+    found[split] = sorted(n for n in os.listdir(folder)
+                          if os.path.isdir(os.path.join(folder, n)))
+  names = found['train']
+  if not names:
+    raise DataError('%s: expected one folder of images per class in train/, '
+                    'found none' % src)
+  if len(names) > defaults.MAX_CLASSES:
+    raise DataError('%s: expected at most %d classes (a record\'s label is '
+                    'one byte), found %d' % (src, defaults.MAX_CLASSES,
+                                             len(names)))
+  strangers = sorted(set(found['test']) - set(names))
+  if strangers:
+    raise DataError('%s: expected test/ to use the classes of train/, found '
+                    'also %s' % (src, ', '.join(strangers)))
+  return names
+
+
+def _read(root, split, names, src, decode):
+  """(pixels [n, 32, 32, 3], labels [n]) of a split; the bad files."""
+  pixels, labels, bad = [], [], []
+  for label, name in enumerate(names):
+    folder = os.path.join(root, split, name)
+    files = sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                   if os.path.isfile(os.path.join(folder, n))) \
+        if os.path.isdir(folder) else []
+    if split == 'train' and not files:
+      raise DataError('%s: expected images in train/%s/, found an empty '
+                      'class' % (src, name))
+    got, good, failed = images.decode_all(files, decode)
+    for error in failed:
+      # Named as they are in --src, not in the scratch folder.
+      text = str(error).replace(root + os.sep, src.rstrip(os.sep) + ': ', 1)
+      log.info('skipped %s', text)
+    if split == 'train' and not good:
+      raise DataError('%s: expected images in train/%s/, found none that '
+                      'decode' % (src, name))
+    pixels.append(got)
+    labels += [label] * len(good)
+    bad += failed
+  return np.concatenate(pixels), np.array(labels, np.uint8), bad
+
+
+def convert(src, out, seed=0):
+  """Writes OUT/cifar-10-batches-bin from `src`; returns (training records,
+  test records, class names, skipped files)."""
+  target = os.path.join(out, defaults.BATCHES_DIR)
+  if os.path.exists(target):
+    raise DataError('%s: expected a place for new batches, found batches '
+                    'there already (move them, or choose another OUT)' %
+                    target)
+  decode = images.Decoder()
+  with _opened(src) as root:
+    names = _classes(root, src)
+    data = {split: _read(root, split, names, src, decode) for split in SPLITS}
+  train, test = data['train'], data['test']
+  if len(train[1]) < len(defaults.TRAIN_FILES):
+    raise DataError('%s: expected at least %d training images (one per '
+                    'training file), found %d' % (
+                        src, len(defaults.TRAIN_FILES), len(train[1])))
+  if not len(test[1]):
+    raise DataError('%s: expected test images in test/<class>/, found none' %
+                    src)
+  os.makedirs(out, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix='.converting-', dir=out)
+  try:
+    folder = os.path.join(tmp, defaults.BATCHES_DIR)
+    os.makedirs(folder)
+    rng = np.random.RandomState(seed)
+    for split, files in (('train', defaults.TRAIN_FILES),
+                         ('test', defaults.TEST_FILES)):
+      pixels, labels, _ = data[split]
+      order = rng.permutation(len(labels))
+      for name, part in zip(files, np.array_split(order, len(files))):
+        with open(os.path.join(folder, name), 'wb') as f:
+          f.write(records.encode(pixels[part], labels[part]))
+    with open(os.path.join(folder, defaults.META_FILE), 'w') as f:
+      f.write(''.join(name + '\n' for name in names))
+    os.rename(folder, target)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return len(train[1]), len(test[1]), names, train[2] + test[2]
+
+
+def _convert(cfg):
+  train, test, names, skipped = convert(cfg.src, cfg.out, cfg.seed)
+  log.info('wrote %s: %d training and %d test images of %d classes (%s); '
+           'skipped %d file%s that did not decode', os.path.join(
+               cfg.out, defaults.BATCHES_DIR), train, test, len(names),
+           ', '.join(names), len(skipped), '' if len(skipped) == 1 else 's')
+
+
+def main(argv=None):
+  return program.main('convert', __doc__, _convert, argv,
+                      on_signal='make convert stopped; nothing half-written '
+                      'was kept', timestamps=False)
+
+
+if __name__ == '__main__':
+  sys.exit(main())
