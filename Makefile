@@ -12,6 +12,9 @@ MAX_STEPS ?= 100000
 BATCH_SIZE ?= 128
 RUN_ONCE ?= 0
 NUM_GPUS ?= 2
+# make train-cluster: workers and parameter servers on this machine.
+WORKERS ?= 2
+PS ?= 1
 CIFAR10_ARCHIVE ?=
 PORT ?= 6006
 PLOT ?= train_dirs/cifar10_plot.png
@@ -31,7 +34,8 @@ space := $(subst ,, )
 STAMP := $(subst $(space),\ ,$(VENV))/.installed-stamp
 TF_FLAGS := $(if $(filter 1,$(TF_LOGS)),--tf_logs)
 
-.PHONY: install data train train-multigpu eval predict convert tensorboard \
+.PHONY: install data train train-multigpu train-cluster eval predict convert \
+  tensorboard \
   plot test bench clean
 
 install: $(STAMP)
@@ -55,6 +59,13 @@ train-multigpu: data
 	$(PY) -m cifar10_tutorial.cifar10_multi_gpu_train --data_dir "$(DATA_DIR)" \
 	  --train_dir "$(TRAIN_DIR)" --max_steps $(MAX_STEPS) \
 	  --batch_size $(BATCH_SIZE) --num_gpus $(NUM_GPUS) --tower_device auto \
+	  $(TF_FLAGS) $(ARGS)
+
+# A cluster on TensorFlow's distributed runtime, on this machine's loopback.
+train-cluster: data
+	$(PY) -m cifar10_tutorial.cluster_launch --data_dir "$(DATA_DIR)" \
+	  --train_dir "$(TRAIN_DIR)" --max_steps $(MAX_STEPS) \
+	  --batch_size $(BATCH_SIZE) --workers $(WORKERS) --ps $(PS) \
 	  $(TF_FLAGS) $(ARGS)
 
 eval: data

@@ -58,6 +58,9 @@ Whole runs (--runs), for the sustained and accuracy parts:
   cmdbuf_off, cmdbuf_all
                   default with XLA's CUDA-graph command buffers off, or on
                   for every kind of kernel (XLA_FLAGS)
+  cluster1, cluster2
+                  cluster_launch (make train-cluster) with 1 or 2 workers
+                  and 1 parameter server on this machine, asynchronous
 
 Uses the real data in --data_dir when it is there, else synthetic records
 (said in the output). Results also go to a JSON file. A benchmark, not a
@@ -133,6 +136,11 @@ RUNS = {
     'multi2_first': {'program': 'cifar10_multi_gpu_train',
                      'flags': ['--num_gpus', '2', '--variable_update',
                                'first_tower'], 'towers': 2},
+    # Asynchronous: a global step is one worker's batch.
+    'cluster1': {'program': 'cluster_launch',
+                 'flags': ['--workers', '1', '--ps', '1']},
+    'cluster2': {'program': 'cluster_launch',
+                 'flags': ['--workers', '2', '--ps', '1']},
     # XLA's GPU runtime can replay a step's kernels as CUDA graphs
     # ("command buffers"): off, and on for every kind of kernel.
     'cmdbuf_off': {'program': 'cifar10_train', 'flags': [],

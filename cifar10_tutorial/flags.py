@@ -180,6 +180,35 @@ MULTI_GPU = TRAINING + [
               'towers\' gradients and applying the same update (checkpoints '
               'hold one copy). Same math. auto: replicated on GPUs, else cpu'),
 ]
+CLUSTER = [
+    _bool('sync_replicas', False,
+          'synchronous: each step averages one batch\'s gradients from every '
+          'worker, so N workers train like one batch of N x --batch_size; '
+          'a dead or hung worker stops the run within '
+          '--peer_timeout_secs. Default: asynchronous, each worker applying '
+          'its own steps (a lost worker does not stop the others)'),
+    _opt('peer_timeout_secs', type=positive_int, default=30,
+         help='seconds after which a peer that does not answer (a dead '
+              'parameter server, a hung worker in a synchronous step, a '
+              'host that is not there) is an error'),
+]
+DIST = TRAINING + CLUSTER + [
+    _opt('job_name', choices=('ps', 'worker'), default=None,
+         help='this process\'s job: a parameter server holds the variables; '
+              'a worker trains (worker 0 is the chief). Or TF_CONFIG'),
+    _opt('task_index', type=int, default=0,
+         help='this process\'s index in its job'),
+    _opt('ps_hosts', default=None,
+         help='comma-separated host:port of the parameter servers'),
+    _opt('worker_hosts', default=None,
+         help='comma-separated host:port of the workers, the chief first'),
+]
+LAUNCH = TRAINING + CLUSTER + [
+    _opt('workers', type=positive_int, default=2,
+         help='workers to start on this machine (the first is the chief)'),
+    _opt('ps', type=positive_int, default=1,
+         help='parameter servers to start on this machine'),
+]
 EVAL = [
     DATA_DIR_OPTION,
     _opt('checkpoint_dir', default=TRAIN_DIR,
@@ -292,6 +321,8 @@ BENCH = [
 PROGRAMS = {
     'cifar10_train': TRAINING,
     'cifar10_multi_gpu_train': MULTI_GPU,
+    'cifar10_dist_train': DIST,
+    'cluster_launch': LAUNCH,
     'cifar10_eval': EVAL,
     'cifar10_data': DATA,
     'plot': PLOT_OPTIONS,
@@ -355,6 +386,26 @@ def config(program, **overrides):
   for name, value in overrides.items():
     setattr(cfg, name, value)
   return cfg
+
+
+def to_argv(cfg, options):
+  """The command line that gives `cfg`'s values of `options` (for starting
+  other programs with the same settings)."""
+  argv = []
+  for option in _flat(options):
+    if not isinstance(option, Option):
+      continue
+    value = getattr(cfg, option.name)
+    if value is None or option.kwargs.get('action') == 'store_true' and \
+        not value:
+      continue
+    if option.kwargs.get('action') == 'store_true':
+      argv.append('--' + option.name)
+    elif isinstance(value, bool):
+      argv.append('--%s=%s' % (option.name, 'true' if value else 'false'))
+    else:
+      argv += ['--' + option.name, str(value)]
+  return argv
 
 
 def training_config(**overrides):

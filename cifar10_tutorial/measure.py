@@ -26,7 +26,7 @@ from cifar10_tutorial import evaluation
 from cifar10_tutorial import flags
 from cifar10_tutorial import machine
 from cifar10_tutorial import summaries as summaries_lib
-from cifar10_tutorial import training
+from cifar10_tutorial import train_graph
 
 # Ops that multiply, and how many multiply-adds each does.
 _PRODUCTS = ('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
@@ -168,7 +168,7 @@ def train(name, args):
            num_gpus=towers), **config['flags']))
   devices, cpus = machine.tower_devices(towers, 'auto')
   cfg = machine.resolve(cfg, devices[0].startswith('/gpu'))
-  graph = training.build_graph(cfg, devices if towers > 1 else None)
+  graph = train_graph.build_graph(cfg, devices if towers > 1 else None)
 
   def run(n):
     for _ in range(0, n, cfg.steps_per_run):
@@ -192,7 +192,7 @@ def train(name, args):
 
 def checkpoint(name, args):
   """Saves a freshly initialised model (and its averages) for eval."""
-  training.build_graph(machine.resolve(
+  train_graph.build_graph(machine.resolve(
       flags.training_config(data_dir=args.data_dir), on_gpu=False))
   with tf.Session() as sess:
     sess.run(tf.global_variables_initializer())
@@ -245,7 +245,7 @@ def trace(name, args):
     devices, cpus = machine.tower_devices(cfg.num_gpus, cfg.tower_device)
   cfg = machine.resolve(cfg, devices[0].startswith('/gpu') if devices
                         else machine.gpu_count() > 0)
-  graph = training.build_graph(cfg, devices)
+  graph = train_graph.build_graph(cfg, devices)
   summary_fetches = [graph.summary_step.train_op,
                      summaries_lib.fetches(graph.summary_step.summaries)]
   k = cfg.steps_per_run

@@ -62,8 +62,11 @@ def reason(error):
   TensorFlow error from a session run starts with 'Graph execution error:'
   and where the op was defined, and ends with what went wrong and the op.)"""
   message = getattr(error, 'message', None) or str(error)
+  # TensorFlow appends its recent log lines after the error itself.
+  message = message.split('Recent warning and error logs:')[0]
   lines = [l.strip() for l in message.splitlines()]
-  lines = [l for l in lines if l and not l.startswith(('[[', 'Node:'))]
+  lines = [l for l in lines if l and not l.startswith(('[[', 'Node:'))
+           and l.strip('=')]
   return lines[-1] if lines else type(error).__name__
 
 
@@ -71,6 +74,8 @@ def _thread_error(args):
   """A failure in a background thread (TensorFlow's event writer on a full
   disk, say): one line, not a traceback; the main thread reports what it
   means for the run."""
+  if args.exc_type.__name__ == 'CancelledError':
+    return   # a queue runner's step, cancelled as its session closed
   first = (str(args.exc_value).strip().splitlines() or [''])[0]
   log.error('error in %s: %s: %s', args.thread.name if args.thread else
             'a background thread', args.exc_type.__name__, first)
@@ -82,7 +87,8 @@ def main(program, doc, body, argv=None, errors=(), on_signal='stopped',
 
   `errors` are the exception types (besides records.DataError) that mean a
   problem the user can fix: one line, exit status 1. `on_signal` is
-  FINISH_STEP, or the message to stop with.
+  FINISH_STEP, the message to stop with, or a function of the flags that
+  returns one of those.
   """
   cfg = flags.parse(program, sys.argv[1:] if argv is None else argv, doc)
   setup_logging(cfg, timestamps)
@@ -91,6 +97,8 @@ def main(program, doc, body, argv=None, errors=(), on_signal='stopped',
     warning = machine.precision_warning_for(cfg)
     if warning:
       log.warning('warning: %s', warning)
+  if callable(on_signal):   # decided by the flags: on_signal(cfg)
+    on_signal = on_signal(cfg)
   first = (_finish_step if on_signal is FINISH_STEP else
            _stop_at_once(on_signal))
   threading.excepthook = _thread_error

@@ -5,8 +5,10 @@ descriptor, whatever TF_CPP_MIN_LOG_LEVEL says: absl's "before
 InitializeLog" banner, INFO lines (CPU features, "could not find cuda
 drivers"), a cuInit error on machines that have no NVIDIA driver at all, and
 one "Local rendezvous is aborting with status: CANCELLED" warning per input
-thread whenever a queue is closed at the end of a run, and oneDNN's notice
-that it falls back to the default kernel for uint8 on CPUs without AVX-512.
+thread whenever a queue is closed at the end of a run, oneDNN's notice
+that it falls back to the default kernel for uint8 on CPUs without AVX-512,
+and, in a cluster, a report per cancelled transfer when a peer is gone (the
+trainer names the peer in its one-line error).
 
 `install()` routes file descriptor 2 through a filter that drops exactly
 those lines and passes everything else through unchanged. The filter runs in
@@ -32,6 +34,17 @@ _NOISE = [
                rb'with AVX-512\. Falling back'),
     re.compile(rb'^W\d{4} .*local_rendezvous\.cc:\d+\] Local rendezvous is '
                rb'aborting with status: CANCELLED'),
+    # A distributed session cleaning up a finished step, or closing, or
+    # cancelling the steps that waited on a peer that is gone (the trainer
+    # then names the peer in its one-line error).
+    re.compile(rb'^W\d{4} .*local_rendezvous\.cc:\d+\] Local rendezvous is '
+               rb'aborting with status: (ABORTED: (Cleanup \d+|Stopping '
+               rb'remaining executors|Step \d+ cancelled)|UNAVAILABLE|'
+               rb'DEADLINE_EXCEEDED)'),
+    re.compile(rb'^W\d{4} .*grpc_worker_service\.cc:\d+\] RecvTensor '
+               rb'cancelled for \d+$'),
+    re.compile(rb'^E\d{4} .*master_session\.cc:\d+\] Cleanup partition '
+               rb'error: UNAVAILABLE'),
     # An image file that does not decode: predict and convert say so, in
     # one line naming the file; TensorFlow's own report of it is a repeat.
     re.compile(rb'^W\d{4} .*\] (OP_REQUIRES failed at decode_\w+_op\.cc|'
@@ -39,10 +52,20 @@ _NOISE = [
                rb'(Unknown image file format|Invalid (JPEG|PNG|GIF|BMP)|'
                rb'(jpeg|png|gif|bmp)))'),
 ]
+# On a GPU: the package sets TF_FORCE_GPU_ALLOW_GROWTH (GPU memory taken as
+# needed), and TensorFlow warns that the variable overrides its setting.
+_GPU_NOISE = re.compile(rb'^W\d{4} .*gpu_bfc_allocator\.cc:\d+\] Overriding '
+                        rb'orig_value setting because the '
+                        rb'TF_FORCE_GPU_ALLOW_GROWTH environment variable is '
+                        rb'set\.')
 _NO_GPU_NOISE = re.compile(rb'^E\d{4} .*cuda_platform\.cc:\d+\] failed call '
                            rb'to cuInit')
-_OP_CONTEXT = re.compile(rb'^\s+\[\[\{\{node .*\}\}\]\]$')  # the dropped
-                                                            # line's op name
+# The lines that continue a dropped one: its op name (with its status, in a
+# distributed session), a gRPC error's details.
+_CONTINUED = re.compile(rb'^(\s+\[\[(\{\{node .*\}\}|[\w/]+)\]\]'
+                        rb'( \[type\.googleapis\.com/[^\]]*\])?|'
+                        rb'Additional GRPC error information from remote '
+                        rb'target .*|:UNKNOWN:Error received from peer .*)$')
 
 
 def _has_nvidia_driver():
@@ -57,9 +80,9 @@ def _filter(read_fd, write_fd, drop_cuinit):
   with os.fdopen(read_fd, 'rb') as lines:
     for line in lines:
       body = line.rstrip(b'\n')
-      drop = (any(p.match(body) for p in _NOISE) or
+      drop = (any(p.match(body) for p in _NOISE) or _GPU_NOISE.match(body) or
               (drop_cuinit and _NO_GPU_NOISE.match(body)) or
-              (dropped_last and _OP_CONTEXT.match(body)))
+              (dropped_last and _CONTINUED.match(body)))
       dropped_last = bool(drop)
       if not drop:
         os.write(write_fd, line)

@@ -1,335 +1,57 @@
-"""The training core both trainers share: one graph for 1..N towers, the loop.
+"""The training loop all the trainers share: resume, train, checkpoint.
 
-    graph = build_graph(cfg)                       # cifar10_train
-    graph = build_graph(cfg, ['/gpu:0', '/gpu:1'])   # cifar10_multi_gpu_train
+    graph = train_graph.build_graph(cfg)
     train(graph, cfg, config, checkpoint_secs=600)
+    run(cfg, devices)        # both, in a graph of its own (the trainers)
 
-With no devices, the graph is the single-device trainer's: one tower, no
-tower scope, TensorFlow places the ops (on the GPU if there is one). With a
-list of devices, one tower per device (`tower_0` ... on `/gpu:i`), each
-dequeuing its own batch; the variables live once, on the CPU, under the
-tutorial's names; the towers' gradients are averaged, applied once, and the
-moving averages updated. Either way the checkpoints are the same, so `make
-eval` reads them and either trainer resumes the other's run.
-
-A training step (dequeue, gradients, update, moving averages, global step)
-is built twice: once with the summaries, run alone every 100th step, and
-once inside an in-graph loop that runs --steps_per_run steps per
-session.run, so that on a GPU Python and the session are paid once per N
-steps instead of every step. `train` resumes from the latest checkpoint in
---train_dir, runs steps to --max_steps, logs progress, writes summaries and
-checkpoints, and stops cleanly on a signal or a loss that is not finite.
+`train` resumes from the newest readable checkpoint in --train_dir (holding
+the dir's lock for the run), runs the graph's steps to --max_steps (several
+per session.run where the graph has its in-graph loop), logs progress,
+writes summaries and checkpoints, and stops cleanly on a signal or a loss
+that is not finite. In a cluster (cluster.py) the chief does all that
+against the shared variables, and the other workers only train.
 """
 import collections
 import contextlib
 import glob
 import logging
 import os
+import re
 import shutil
 import sys
+import threading
 import time
 
 import numpy as np
 import tensorflow.compat.v1 as tf
-from tensorflow.python.ops import data_flow_ops
 
 from cifar10_tutorial import cifar10
-from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
 from cifar10_tutorial import machine
+from cifar10_tutorial import program
 from cifar10_tutorial import progress
-from cifar10_tutorial import records
 from cifar10_tutorial import rundir
 from cifar10_tutorial import stopping
 from cifar10_tutorial import summaries
+from cifar10_tutorial import train_graph
 
 log = logging.getLogger('cifar10_tutorial')
-
-# What build_graph makes and train runs.
-TrainGraph = collections.namedtuple('TrainGraph', [
-    'global_step', 'examples_per_step',   # batch size x towers
-    'summary_step',   # a Step: one step that also computes the summaries
-    'steps',          # how many steps `loop` runs (fed)
-    'loop',           # (steps done, their losses): stops early at a NaN
-    'prime',          # runs once before the first step (fills the staging)
-    'saved',          # the variables a checkpoint holds (None: all)
-    'settings',       # what the run's math depends on, beyond the flags
-])
-# One training step: its update op, loss and summary items.
-Step = collections.namedtuple('Step', ['train_op', 'total_loss', 'summaries'])
-# What one tower builds: its gradients, total loss, loss-average update and
-# summary items.
-Tower = collections.namedtuple('Tower', ['grads', 'total_loss',
-                                         'loss_update', 'summaries'])
-
-_VARIABLE_OPS = ('Variable', 'VariableV2', 'VarHandleOp')
 
 
 class LossDivergedError(RuntimeError):
   """The loss became NaN or infinite; the step was not checkpointed."""
 
 
-# --- The graph. ---
+class ClusterError(RuntimeError):
+  """A peer of a cluster stopped answering; the message says which way."""
 
 
-def _on(device, variables='/cpu:0'):
-  """Places variables on `variables` (shared by all towers), the rest on
-  `device`."""
-  def place(op):
-    return variables if op.type in _VARIABLE_OPS else device
-  return place
-
-
-def tower(images, labels, opt, lrn='matmul', precision='fp32', reuse=False,
-          loss_averages=None, with_summaries=True,
-          class_names=defaults.CLASS_NAMES):
-  """The network, its loss and its gradients on one batch.
-
-  Run inside a tower's device and name scope; the towers after the first,
-  and every build after the first, pass `reuse=True`, so the network's
-  variables exist once. Each tower keeps its own loss, loss averages
-  (`loss_averages`, a cifar10.LossAverages kept across builds) and
-  summaries.
-  """
-  with tf.variable_scope(tf.get_variable_scope(), reuse=reuse):
-    model = cifar10.inference(images, lrn=lrn, precision=precision,
-                              num_classes=len(class_names))
-  total, losses = cifar10.loss(model, labels)
-  loss_averages = loss_averages or cifar10.LossAverages()
-  update, averages = loss_averages.update(losses + [total])
-  grads = opt.compute_gradients(total, model.variables)
-  items = []
-  if with_summaries:
-    items = (cifar10.loss_summaries(losses + [total], averages) +
-             cifar10.activation_summaries(model, images, labels,
-                                          class_names))
-  return Tower(grads, total, update, items)
-
-
-def tower_gradients(batches, devices, opt, lrn='matmul', precision='fp32'):
-  """One tower per (images, labels) batch, on its device, `tower_i`."""
-  towers = []
-  for i, ((images, labels), device) in enumerate(zip(batches, devices)):
-    with tf.device(_on(device)), tf.name_scope('tower_%d' % i):
-      towers.append(tower(images, labels, opt, lrn, precision, reuse=i > 0))
-  return towers
-
-
-def average_gradients(tower_grads, device='/cpu:0'):
-  """The mean over towers of each variable's gradient, computed on `device`.
-
-  With equal tower batches, this is the gradient of the loss over all
-  N x batch examples (weight decay included once, as each tower's loss has
-  it whole).
-  """
-  averaged = []
-  with tf.device(device), tf.name_scope('average_gradients'):
-    for pairs in zip(*tower_grads):
-      grads = [g for g, _ in pairs]
-      averaged.append((tf.add_n(grads) / float(len(grads)), pairs[0][1]))
-  return averaged
-
-
-def all_reduce(tower_grads, devices):
-  """For each tower, the mean gradient of each of its own variables,
-  computed on its own device from all towers' gradients, in the same order
-  everywhere, so that every copy of the variables gets the same update."""
-  reduced = [[] for _ in devices]
-  with tf.name_scope('all_reduce'):
-    for pairs in zip(*tower_grads):
-      grads = [g for g, _ in pairs]
-      for mine, device, (_, var) in zip(reduced, devices, pairs):
-        with tf.device(device):
-          mine.append((tf.add_n(grads) / float(len(grads)), var))
-  return reduced
-
-
-def _renamed(prefix):
-  """A variable getter that puts `prefix` before each variable's name (and
-  nothing else: op names, so summary tags, stay the tutorial's)."""
-  def rename(getter, name, *args, **kwargs):
-    return getter(prefix + name, *args, **kwargs)
-  return rename
-
-
-def _replicas(devices):
-  """(the first tower's variable, its copy) for each copy of the towers
-  after the first: their names are the first's under `tower_i/`."""
-  first = {v.op.name: v for v in tf.global_variables()}
-  return [(first[v.op.name.split('/', 1)[1]], v)
-          for i in range(1, len(devices))
-          for v in tf.global_variables(scope='tower_%d/' % i)]
-
-
-class Feed(object):
-  """One tower's batches from the shared queue, on the tower's device.
-
-  With `prefetch`, a staging area on `device` always holds the next batch:
-  each step takes it and, in the same step, dequeues and copies the one
-  after, so the copy overlaps the step instead of preceding it. `prime`
-  puts the first batch in. A raw queue's images are preprocessed here, on
-  the device.
-  """
-
-  def __init__(self, queue, batch_size, device, prefetch):
-    self.queue, self.batch_size, self.device = queue, batch_size, device
-    self._area, self.prime = None, tf.no_op()
-    if prefetch:
-      images, labels = queue.queue.dtypes
-      image_shape = queue.queue.shapes[0].as_list()
-      with tf.device(device):
-        self._area = data_flow_ops.StagingArea(
-            [images, labels], shapes=[[batch_size] + image_shape,
-                                      [batch_size]])
-      self.prime = self._refill()
-
-  def _refill(self):
-    batch = self.queue.dequeue(self.batch_size)
-    with tf.device(self.device):
-      return self._area.put(batch)
-
-  def batch(self):
-    """(images, labels, refill op) for one step."""
-    if self._area is None:
-      images, labels = self.queue.dequeue(self.batch_size)
-      refill = tf.no_op()
-    else:
-      with tf.device(self.device):
-        images, labels = self._area.get()
-      refill = self._refill()
-    with tf.device(self.device):
-      return self.queue.finish(images), labels, refill
-
-
-def build_graph(cfg, devices=None, queue=None):
-  """The training graph, in the current default graph.
-
-  `devices` None: the single-device trainer. A list: one tower on each,
-  the variables where --variable_update says (the tutorial's multi-GPU
-  trainer: on the CPU). `cfg` has its 'auto' options resolved
-  (machine.resolve). `queue` replaces the training queue (tests feed fixed
-  batches).
-  """
-  update = cfg.variable_update if devices else None
-  replicated = update == 'replicated'
-  # Where the variables and their update go, for one copy of them.
-  home = {'cpu': '/cpu:0', 'first_tower': devices and devices[0]}.get(update)
-  # The global step, learning rate and mean loss: beside the (first copy
-  # of the) variables, so that a step on GPUs never waits on the CPU for
-  # them. (One GPU measured 41,800 examples/s with them on the CPU, against
-  # 88,700 for the single-device trainer, which has them on the GPU.)
-  shared = home or (devices and devices[0])
-  with tf.device(shared):
-    global_step = tf.train.get_or_create_global_step()
-  data = None   # which data, for the run's settings; tests' queues: none
-  if queue is None:
-    queue = cifar10_input.train_queue(   # checks the record files first
-        cfg.data_dir, cfg.batch_size, cfg.input_threads, cfg.input_pipeline,
-        raw=cfg.preprocess_on == 'device')
-    data = records.fingerprint(records.data_files(cfg.data_dir))
-  towers = devices or [None]
-  examples_per_step = cfg.batch_size * len(towers)
-  default_device = '/gpu:0' if machine.gpu_count() else '/cpu:0'
-  feeds = [Feed(queue, cfg.batch_size, device or default_device,
-                cfg.prefetch_to_device) for device in towers]
-  with tf.device(shared):
-    averages = cifar10.moving_averages(global_step)
-  loss_averages = [cifar10.LossAverages() for _ in towers]
-  built = []   # how many steps have been built: the first makes variables
-
-  def step(with_summaries):
-    with tf.device(shared):
-      lr = cifar10.learning_rate(global_step, examples_per_step,
-                                 queue.num_records)
-    opt = cifar10.gradient_descent(lr)
-    parts, refills = [], []
-    for i, (feed, device) in enumerate(zip(feeds, towers)):
-      own_copy = replicated and i > 0   # variables under tower_i/
-      copy_scope = (tf.variable_scope(
-          tf.get_variable_scope(), auxiliary_name_scope=False,
-          custom_getter=_renamed('tower_%d/' % i))
-                    if own_copy else contextlib.nullcontext())
-      with tf.device(_on(device, home) if home else device), \
-          tf.name_scope('tower_%d' % i if devices else None), copy_scope:
-        images, labels, refill = feed.batch()
-        parts.append(tower(images, labels, opt, cfg.lrn, cfg.precision,
-                           reuse=bool(built) or (i > 0 and not own_copy),
-                           loss_averages=loss_averages[i],
-                           with_summaries=with_summaries,
-                           class_names=queue.class_names))
-        refills.append(refill)
-    built.append(with_summaries)
-    tower_grads = [t.grads for t in parts]
-    if replicated:
-      reduced = all_reduce(tower_grads, devices)
-      grads = reduced[0]
-      # The copies after the first: the same update, no averages of their
-      # own (the first copy's are the ones saved).
-      refills += [cifar10.gradient_descent(lr).apply_gradients(g)
-                  for g in reduced[1:]]
-    elif devices:
-      grads = average_gradients(tower_grads, home)
-    else:
-      grads = parts[0].grads
-    with tf.device(shared):
-      train_op = cifar10.apply_and_average(
-          grads, global_step, lr, averages,
-          [t.loss_update for t in parts] + refills)
-      if devices:
-        total_loss = tf.add_n([t.total_loss for t in parts],
-                              name='mean_total_loss') / len(parts)
-      else:
-        total_loss = parts[0].total_loss
-    items = []
-    if with_summaries:
-      items = cifar10.training_summaries(grads, lr)
-      for t in parts:
-        items += t.summaries
-      items.append(queue.fill_summary())
-    return Step(train_op, total_loss, items)
-
-  graph = loop_graph(step, global_step, examples_per_step,
-                     tf.group(*[f.prime for f in feeds]))
-  decay_steps = int(queue.num_records / examples_per_step *
-                    defaults.NUM_EPOCHS_PER_DECAY)
-  graph = graph._replace(settings={
-      'training_records': queue.num_records, 'lr_decay_steps': decay_steps,
-      'data': data, 'classes': list(queue.class_names)})
-  if not replicated:
-    return graph
-  # One copy is saved, under the tutorial's names; the others start from it
-  # (after initialization or a restore: `prime` runs after both).
-  pairs = _replicas(devices)
-  copies = {r for _, r in pairs}
-  sync = tf.group(*[r.assign(v) for v, r in pairs])
-  return graph._replace(
-      prime=tf.group(graph.prime, sync),
-      saved=[v for v in tf.global_variables() if v not in copies])
-
-
-def loop_graph(step, global_step, examples_per_step, prime=None):
-  """A TrainGraph from `step(with_summaries)`, which builds one whole
-  training step and returns a Step. It is built first with summaries
-  (making the variables), then inside the in-graph loop without them."""
-  summary_step = step(True)
-  steps = tf.placeholder(tf.int32, [], name='steps_per_run')
-
-  def body(i, finite, losses):
-    s = step(False)
-    with tf.control_dependencies([s.train_op]):
-      loss = tf.identity(s.total_loss)
-    return i + 1, tf.math.is_finite(loss), losses.write(i, loss)
-
-  done, _, losses = tf.while_loop(
-      lambda i, finite, losses: tf.logical_and(finite, i < steps), body,
-      [tf.constant(0), tf.constant(True),
-       tf.TensorArray(tf.float32, size=steps, element_shape=[])],
-      name='train_loop')
-  return TrainGraph(global_step, examples_per_step, summary_step, steps,
-                    (done, losses.stack()), prime or tf.no_op(), None, {})
-
-
-# --- The loop. ---
+# How this trainer takes part in a cluster (cluster.py), or None on one
+# machine: its session's target, whether it is the chief (the one that
+# writes checkpoints and summaries), the seconds after which a peer that
+# does not answer is an error, and its name in messages ('worker 1').
+Cluster = collections.namedtuple('Cluster', ['target', 'is_chief',
+                                             'timeout_secs', 'name'])
 
 
 class _Progress(object):
@@ -347,14 +69,20 @@ class _Progress(object):
     self._rate = progress.Rate()
     self._live = progress.live_line()
     self._last_step, self._last_time = step, time.time()
+    self._loss = float('nan')   # this trainer's latest
 
-  def ran(self, first, losses):
-    """After a run of len(losses) steps from step `first`."""
-    last = first + len(losses)
-    self._rate.tick(len(losses))
+  def ran(self, first, losses, last=None):
+    """After a run of len(losses) steps from step `first`, which ends at
+    global step `last` (beyond first + len(losses) when other workers of a
+    cluster trained meanwhile; a worker's run can even find the cluster
+    already at its end, and train none)."""
+    last = first + len(losses) if last is None else last
+    if len(losses):
+      self._loss = losses[-1]
+    self._rate.tick(max(last - first, 1))
     if self._live.enabled and self._rate.seconds_per_step:
       self._live.show('step %d/%d  loss %.2f  %.1f examples/sec  ETA %s' % (
-          last, self._max_steps, losses[-1],
+          last, self._max_steps, self._loss,
           self._examples_per_step / self._rate.seconds_per_step,
           progress.duration((self._max_steps - last) *
                             self._rate.seconds_per_step)))
@@ -366,8 +94,13 @@ class _Progress(object):
     sec_per_batch = (now - self._last_time) / (last - self._last_step)
     examples_per_sec = self._examples_per_step / sec_per_batch
     for s in logged:
+      # This trainer's loss of that step, or its latest before it.
+      loss = (losses[min(s - first, len(losses)) - 1] if len(losses)
+              else self._loss)
       log.info('step %d, loss = %.2f (%.1f examples/sec; %.3f sec/batch)',
-               s, losses[s - first - 1], examples_per_sec, sec_per_batch)
+               s, loss, examples_per_sec, sec_per_batch)
+      if self._writer is None:   # a cluster's worker other than the chief
+        continue
       self._writer.add_summary(tf.Summary(value=[
           tf.Summary.Value(tag='examples_per_sec',
                            simple_value=examples_per_sec),
@@ -388,8 +121,11 @@ class _Checkpoints(object):
     self._saved_step, self._saved_time = None, time.time()
 
   def due(self, step):
+    """Whether a checkpoint is due at `step`: a multiple of `steps` was
+    reached or passed (a cluster's global step can jump over one), or
+    `secs` went by."""
     if self.steps:
-      return step % self.steps == 0
+      return step // self.steps > (self._saved_step or 0) // self.steps
     return time.time() - self._saved_time >= self._secs
 
   def save(self, step):
@@ -444,7 +180,8 @@ def _check(first, losses):
         losses[bad[0]], first + bad[0] + 1))
 
 
-def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None):
+def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None,
+          cluster=None):
   """The training loop: resumes, trains to cfg.max_steps, checkpoints.
 
   Holds --train_dir for the run (rundir.locked), resumes from its newest
@@ -455,7 +192,48 @@ def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None):
   start and at the last step. Summaries go every 100th step, for the batch
   that step trained on. Returns the final step; raises
   stopping.Interrupted after a clean stop on a signal.
+
+  In a `cluster` (a Cluster), the chief does all that in the shared
+  variables; the other workers only train, once the chief's variables are
+  ready, until the global step reaches --max_steps.
   """
+  try:
+    if cluster and not cluster.is_chief:
+      return _work(graph, cfg, config, cluster)
+    return _train_chief(graph, cfg, config, checkpoint_secs,
+                        checkpoint_steps, cluster)
+  except tf.errors.DeadlineExceededError as e:
+    if not cluster:
+      raise
+    raise ClusterError(
+        '%s: expected a step to finish within %d s, found none did (%s): a '
+        'peer is dead or hung%s' % (cluster.name, cluster.timeout_secs,
+                                    program.reason(e),
+                                    '; a synchronous step waits for every '
+                                    'worker' if graph.sync else ''))
+  except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
+    if not cluster:
+      raise
+    raise ClusterError(
+        '%s: expected the cluster to answer, found it gone (%s): a '
+        'parameter server stopped? Start the cluster again: the chief '
+        'resumes from its last checkpoint' % (cluster.name,
+                                              _peer_reason(e)))
+
+
+def _peer_reason(error):
+  """Which peer, and what its connection said, from a cluster's error
+  (TensorFlow's message is a page of op names and logs)."""
+  message = getattr(error, 'message', '')
+  target = re.search(r'remote target (\S+) while calling', message)
+  said = re.search(r'grpc_message:"([^"]*)"', message)
+  if target and said:
+    return '%s: %s' % (target.group(1), said.group(1))
+  return program.reason(error)
+
+
+def _train_chief(graph, cfg, config, checkpoint_secs, checkpoint_steps,
+                 cluster):
   with rundir.locked(cfg.train_dir):
     path, step = rundir.resume_point(cfg.train_dir)
     if step >= cfg.max_steps:
@@ -479,13 +257,14 @@ def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None):
       checkpoint_secs = cfg.save_checkpoint_secs
       checkpoint_steps = cfg.save_checkpoint_steps
     return _train_locked(graph, cfg, config, path, checkpoint_secs,
-                         checkpoint_steps)
+                         checkpoint_steps, cluster)
 
 
 def _train_locked(graph, cfg, config, path, checkpoint_secs,
-                  checkpoint_steps):
+                  checkpoint_steps, cluster):
   try:
-    step = _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps)
+    step = _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps,
+                cluster)
   except LossDivergedError as e:
     path, step = rundir.latest(cfg.train_dir)
     raise LossDivergedError('%s; nothing was saved after the last checkpoint: '
@@ -509,11 +288,49 @@ def _train_locked(graph, cfg, config, path, checkpoint_secs,
   return step
 
 
-def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps):
+@contextlib.contextmanager
+def _session(cluster, config):
+  """A session and its run, with a cluster's timeout (a step that waits on
+  a dead peer must end as an error, not hang). Closed at the end; after a
+  cluster's error the close is not waited for: it would wait on the peer
+  that is gone (TensorFlow gives it 30 s, then logs an error)."""
+  sess = tf.Session(cluster.target if cluster else '', config=config)
+  options = None
+  if cluster:
+    options = tf.RunOptions(timeout_in_ms=1000 * cluster.timeout_secs)
+  try:
+    yield sess, lambda fetches, feed=None: sess.run(fetches, feed,
+                                                    options=options)
+  except Exception:
+    if not cluster:
+      sess.close()
+      raise
+    threading.Thread(target=sess.close, daemon=True).start()
+    raise
+  sess.close()
+
+
+def _steps(graph, run, step, cfg, checkpoint_steps=None):
+  """One run of ordinary (not summary) steps from `step`: their losses."""
+  if graph.loop is None:   # a synchronous cluster: one step a run
+    _, loss = run([graph.summary_step.train_op, graph.summary_step.total_loss])
+    return np.array([loss])
+  count = _next_run(step, cfg, checkpoint_steps)
+  feed = {graph.steps: count}
+  if graph.until is not None:   # others train too: stop where we would
+    feed[graph.until] = step + count
+  done, losses = run(graph.loop, feed)
+  return losses[:done]
+
+
+def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps,
+         cluster=None):
   """Runs the steps; returns the step it stopped at."""
   # Relative paths in the `checkpoint` list: a copied or moved train dir
-  # keeps working, and rotation never reaches another folder.
-  saver = tf.train.Saver(graph.saved, sharded=True, max_to_keep=5,
+  # keeps working, and rotation never reaches another folder. In a cluster
+  # the chief saves every variable itself (not sharded, which would make
+  # each parameter server write its part on its own disk).
+  saver = tf.train.Saver(graph.saved, sharded=not cluster, max_to_keep=5,
                          save_relative_paths=True)
   init = tf.global_variables_initializer()
   local_init = tf.local_variables_initializer()
@@ -541,28 +358,37 @@ def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps):
   writer = tf.summary.FileWriter(cfg.train_dir, tf.get_default_graph())
   tf.get_default_graph().finalize()
   coord = tf.train.Coordinator()
-  with tf.Session(config=config) as sess:
+  with _session(cluster, config) as (sess, run):
     if path:
       saver.restore(sess, path)
       saver.recover_last_checkpoints(
           [p for _, p in rundir.checkpoints(cfg.train_dir)])
     else:
-      sess.run(init)
-    sess.run(local_init)
+      run(init)
+    run(local_init)
+    if graph.sync:
+      run(graph.sync.worker_init)
+      run(graph.sync.chief_init)
     threads = tf.train.start_queue_runners(sess, coord)
+    if graph.sync:   # the chief applies each synchronous step
+      threads += graph.sync.releaser.create_threads(sess, coord, start=True)
     try:
-      sess.run(graph.prime)
-      step = sess.run(graph.global_step)
+      run(graph.prime)
+      step = run(graph.global_step)
       writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), step)
       checkpoints = _Checkpoints(saver, sess, cfg.train_dir, checkpoint_secs,
                                  checkpoint_steps, checkpoint_bytes)
       checkpoints.save(step)
       shown = _Progress(writer, step, graph.examples_per_step,
                         cfg.log_frequency, cfg.max_steps)
+      summarized = None   # the step of the last summary
+      every = defaults.SAVE_SUMMARIES_STEPS
       while step < cfg.max_steps and not stopping.requested():
         first = step
-        if step % defaults.SAVE_SUMMARIES_STEPS == 0:
-          _, loss, values = sess.run(summary_fetches)
+        # Summaries at the first step, then each time a multiple of 100 is
+        # reached (or passed, when other workers of a cluster trained).
+        if summarized is None or step // every > summarized // every:
+          _, loss, values = run(summary_fetches)
           losses = np.array([loss])
           _check(first, losses)
           try:
@@ -571,13 +397,12 @@ def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps):
           except summaries.NonFiniteError as e:
             raise LossDivergedError('%s at step %d' % (e, first + 1))
           writer.add_summary(summary, first)
+          summarized = first
         else:
-          done, losses = sess.run(graph.loop, {
-              graph.steps: _next_run(step, cfg, checkpoints.steps)})
-          losses = losses[:done]
+          losses = _steps(graph, run, step, cfg, checkpoints.steps)
           _check(first, losses)
-        step = first + len(losses)
-        shown.ran(first, losses)
+        step = first + len(losses) if not cluster else run(graph.global_step)
+        shown.ran(first, losses, step)
         if checkpoints.due(step):
           checkpoints.save(step)
       checkpoints.save(step)
@@ -591,9 +416,61 @@ def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps):
         if not unwinding:
           raise rundir.disk_problem(cfg.train_dir, e) or e
       finally:
-        coord.request_stop()
-        coord.join(threads, stop_grace_period_secs=10,
-                   ignore_live_threads=True)
+        _join(coord, threads, cluster)
+  return step
+
+
+def _join(coord, threads, cluster):
+  """Stops the queue runners' threads. A synchronous cluster's releaser
+  waits on the parameter servers for gradients that no longer come; closing
+  the session ends that wait, so it gets a short grace."""
+  coord.request_stop()
+  coord.join(threads, stop_grace_period_secs=2 if cluster else 10,
+             ignore_live_threads=True)
+
+
+def _work(graph, cfg, config, cluster):
+  """A worker of a cluster other than the chief: waits for the chief's
+  variables, then trains until the global step reaches --max_steps. It
+  writes nothing: the chief keeps the checkpoints and summaries."""
+  ready = tf.report_uninitialized_variables(tf.global_variables())
+  local_init = tf.local_variables_initializer()
+  tf.get_default_graph().finalize()
+  coord = tf.train.Coordinator()
+  with _session(cluster, config) as (sess, run):
+    started = time.time()
+    # Every half second, not TensorFlow's 30 s readiness poll: a worker
+    # starts within a second of the chief's session.
+    while len(run(ready)):
+      if time.time() - started > cluster.timeout_secs:
+        raise ClusterError(
+            '%s: expected the chief (worker 0) to initialize the variables, '
+            'found them not ready after %d s: is it running?' % (
+                cluster.name, cluster.timeout_secs))
+      time.sleep(0.5)
+    run(local_init)
+    if graph.sync:
+      run(graph.sync.worker_init)
+    threads = tf.train.start_queue_runners(sess, coord)
+    try:
+      run(graph.prime)
+      step = run(graph.global_step)
+      log.info('%s: training from global step %d', cluster.name, step)
+      shown = _Progress(None, step, graph.examples_per_step,
+                        cfg.log_frequency, cfg.max_steps)
+      while step < cfg.max_steps and not stopping.requested():
+        first = step
+        losses = _steps(graph, run, step, cfg)
+        _check(first, losses)
+        step = run(graph.global_step)
+        shown.ran(first, losses, step)
+    finally:
+      _join(coord, threads, cluster)
+  if stopping.requested():
+    raise stopping.Interrupted(stopping.requested(), '%s: interrupted at '
+                               'step %d (the chief keeps the checkpoints)' %
+                               (cluster.name, step))
+  log.info('%s: stopped at step %d', cluster.name, step)
   return step
 
 
@@ -611,5 +488,5 @@ def run(cfg, devices=None, cpu_devices=1, **checkpoint_every):
   if not on_gpu:   # on GPUs, a step that does not fit is caught when it runs
     machine.check_fits(cfg.batch_size, len(devices or [None]))
   with tf.Graph().as_default():
-    return train(build_graph(cfg, devices), cfg,
+    return train(train_graph.build_graph(cfg, devices), cfg,
                  machine.session_config(cfg, cpu_devices), **checkpoint_every)

@@ -1,6 +1,5 @@
 """Getting the data: local archives, downloads, md5, and bad archives."""
 import hashlib
-import io
 import os
 import tarfile
 

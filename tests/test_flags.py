@@ -45,7 +45,8 @@ def test_max_steps_must_be_positive(capsys):
 
 @pytest.mark.parametrize('module', [
     'cifar10_train', 'cifar10_multi_gpu_train', 'cifar10_eval', 'cifar10_data',
-    'plot', 'bench', 'predict', 'convert', 'board'])
+    'plot', 'bench', 'predict', 'convert', 'board', 'cifar10_dist_train',
+    'cluster_launch'])
 def test_every_entry_point_documents_each_option_and_its_default(module,
                                                                  capsys):
   entry = importlib.import_module('cifar10_tutorial.' + module)

@@ -7,7 +7,7 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import machine
-from cifar10_tutorial import training
+from cifar10_tutorial import train_graph
 from conftest import run_module, summary_tags
 
 LEARNING_RATE = 0.1
@@ -32,8 +32,8 @@ def _one_step(images, labels, towers):
       batches = [(tf.constant(i), tf.constant(l)) for i, l in
                  zip(np.split(images, towers), np.split(labels, towers))]
       devices, cpus = machine.tower_devices(towers, 'cpu')
-      towers_built = training.tower_gradients(batches, devices, opt)
-      grads = training.average_gradients([t.grads for t in towers_built])
+      towers_built = train_graph.tower_gradients(batches, devices, opt)
+      grads = train_graph.average_gradients([t.grads for t in towers_built])
     train_op = cifar10.apply_and_average(grads, step,
                                          tf.constant(LEARNING_RATE),
                                          cifar10.moving_averages(step))
@@ -67,7 +67,7 @@ def test_variables_exist_once_under_the_tutorials_names():
   with tf.Graph().as_default():
     batches = [(tf.zeros([2, 24, 24, 3]), tf.zeros([2], tf.int32))] * 3
     devices, _ = machine.tower_devices(3, 'cpu')
-    training.tower_gradients(batches, devices, cifar10.gradient_descent(0.1))
+    train_graph.tower_gradients(batches, devices, cifar10.gradient_descent(0.1))
     names = [v.op.name for v in tf.trainable_variables()]
     per_tower = [op.name for op in tf.get_default_graph().get_operations()
                  if op.name.startswith('tower_2/cross_entropy')]

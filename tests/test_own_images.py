@@ -2,7 +2,6 @@
 evaluate and classify image files, with as many classes as the data has."""
 import json
 import os
-import re
 import shutil
 import tarfile
 import zipfile

@@ -1,6 +1,6 @@
 """Several training steps per session.run are the same math as one per run.
 
-The trainers' graph (training.build_graph) is fed a fixed sequence of
+The trainers' graph (train_graph.build_graph) is fed a fixed sequence of
 batches, so the same steps can be run three ways from the same initial
 weights: K steps in one run of the in-graph loop, K runs of one step, and
 the summary step followed by the loop. Every variable, moving average and
@@ -15,7 +15,7 @@ from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
 from cifar10_tutorial import flags
 from cifar10_tutorial import machine
-from cifar10_tutorial import training
+from cifar10_tutorial import train_graph
 from test_model import TUTORIAL_VARIABLES
 
 BATCH, K = 4, 5
@@ -52,7 +52,7 @@ def _train(runs, towers, prefetch):
   with tf.Graph().as_default():
     tf.set_random_seed(7)
     queue, fill = _fixed_queue(BATCH * towers * (K + 1))
-    graph = training.build_graph(cfg, devices, queue=queue)
+    graph = train_graph.build_graph(cfg, devices, queue=queue)
     variables = {v.op.name: v for v in tf.global_variables()}
     with tf.Session(config=machine.session_config(cfg, cpus)) as sess:
       sess.run([tf.global_variables_initializer(),
@@ -94,7 +94,7 @@ def test_the_loop_stops_at_the_step_whose_loss_is_not_finite():
   with tf.Graph().as_default():
     tf.set_random_seed(7)
     queue, fill = _fixed_queue(BATCH * 20)
-    graph = training.build_graph(cfg, queue=queue)
+    graph = train_graph.build_graph(cfg, queue=queue)
     scale = [v for v in tf.global_variables()
              if v.op.name == 'softmax_linear/weights'][0]
     with tf.Session() as sess:
@@ -152,7 +152,7 @@ def _two_ways(towers, batch, update, steps=3):
       None, 1)
   with tf.Graph().as_default():
     queue, fill = _fixed_queue(8 * (steps + 1))
-    graph = training.build_graph(cfg, devices, queue=queue)
+    graph = train_graph.build_graph(cfg, devices, queue=queue)
     variables = {v.op.name: v for v in tf.global_variables()}
     saved = sorted(v.op.name for v in graph.saved or variables.values())
     start = [variables[n + suffix].assign(v) for n, v in _weights().items()

@@ -5,6 +5,7 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import flags
 from cifar10_tutorial import machine
+from cifar10_tutorial import train_graph
 from cifar10_tutorial import training
 
 
@@ -24,10 +25,10 @@ def test_nan_loss_stops_before_its_step_is_checkpointed(tmp_path,
       loss = tf.sqrt(w.read_value())   # 1, 0.77, 0.45, then NaN at step 4
       with tf.control_dependencies([loss]):
         train_op = tf.group(w.assign_sub(0.4), global_step.assign_add(1))
-      return training.Step(train_op, loss, [tf.summary.scalar('w', w)]
+      return train_graph.Step(train_op, loss, [tf.summary.scalar('w', w)]
                            if with_summaries else [])
 
-    graph = training.loop_graph(step, global_step, 1)
+    graph = train_graph.loop_graph(step, global_step, 1)
     with pytest.raises(training.LossDivergedError) as e:
       training.train(graph, cfg, machine.session_config(cfg),
                      checkpoint_steps=checkpoint_steps)

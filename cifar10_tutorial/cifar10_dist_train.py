@@ -1,0 +1,51 @@
+"""Trains the tutorial's network across machines: parameter servers and
+workers on TensorFlow's own distributed runtime.
+
+    # on each host, one process per task:
+    python -m cifar10_tutorial.cifar10_dist_train --job_name ps --task_index 0 \\
+        --ps_hosts h0:2222 --worker_hosts h1:2222,h2:2222
+    python -m cifar10_tutorial.cifar10_dist_train --job_name worker --task_index 0 \\
+        --ps_hosts h0:2222 --worker_hosts h1:2222,h2:2222 --train_dir /shared/run
+    # or with TF_CONFIG='{"cluster": {...}, "task": {"type": "worker", "index": 1}}'
+
+The variables live on the parameter servers; each worker reads its own
+copy of the data through its own queue pipeline and trains the same network
+with the same schedule, moving averages and summaries as the other trainers.
+Worker 0, the chief, writes the checkpoints and summaries into --train_dir,
+with the tutorial's names: `make eval` reads them, and `make train` or the
+chief again resumes them. Asynchronous by default; --sync_replicas for
+synchronous steps. `make train-cluster` starts a whole cluster on this
+machine (cluster_launch). The work is `cluster`'s and `training`'s.
+"""
+if __name__ == '__main__':
+  # Run as a program: hide TensorFlow's known C++ noise, before importing it.
+  from cifar10_tutorial import quiet
+  quiet.install()
+
+import os
+import sys
+
+from cifar10_tutorial import cifar10
+from cifar10_tutorial import cluster
+from cifar10_tutorial import machine
+from cifar10_tutorial import program
+from cifar10_tutorial import rundir
+from cifar10_tutorial import training
+
+
+def main(argv=None):
+  return program.main('cifar10_dist_train', __doc__, cluster.run, argv,
+                      errors=[training.LossDivergedError,
+                              training.ClusterError, cifar10.ClassCountError,
+                              machine.OutOfMemoryError, rundir.RunDirError],
+                      on_signal=cluster.on_signal)
+
+
+if __name__ == '__main__':
+  code = main()
+  # Its outcome is printed and its files are closed: exit now. Tearing down
+  # TensorFlow's server can wait on a peer that is gone (a dead worker of a
+  # synchronous cluster): that would be a hang after the error.
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)

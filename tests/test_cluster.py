@@ -1,0 +1,310 @@
+"""Training on TensorFlow's distributed runtime, on loopback: the launcher,
+asynchronous and synchronous steps, and each fault as a user meets it.
+Every process a test starts is gone when it ends."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial import cluster
+from cifar10_tutorial import cluster_launch
+from cifar10_tutorial import flags
+from cifar10_tutorial import rundir
+from conftest import Running, run_module
+
+TIMEOUT = 8   # --peer_timeout_secs: short, for the fault tests
+
+
+def _exit_status(run, timeout):
+  """run's exit status, or a failure that shows what it printed."""
+  try:
+    return run.proc.wait(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    raise AssertionError('still running after %d s:\n%s' % (timeout,
+                                                             run.output))
+
+
+def _quiet(output):
+  """Whether output is free of tracebacks and TensorFlow's C++ log lines."""
+  return 'Traceback' not in output and not re.search(r'^[IWEF]\d{4} ',
+                                                      output, re.M)
+
+
+def _alive(train_dir):
+  """Processes of ours still running for this train dir."""
+  found = subprocess.run(['pgrep', '-f', 'train_dir %s' % train_dir],
+                         capture_output=True, text=True).stdout.split()
+  return [pid for pid in found if int(pid) != os.getpid()]
+
+
+class Cluster(object):
+  """1 parameter server and `workers` workers, started one by one, so a
+  test can kill and restart any of them."""
+
+  def __init__(self, data_dir, train_dir, workers=2, *extra):
+    ports = cluster_launch.free_ports(1 + workers)
+    self.hosts = ['--ps_hosts', '127.0.0.1:%d' % ports[0], '--worker_hosts',
+                  ','.join('127.0.0.1:%d' % p for p in ports[1:])]
+    self.args = ['--data_dir', data_dir, '--train_dir', train_dir,
+                 '--batch_size', '4', '--log_frequency', '5',
+                 '--peer_timeout_secs', str(TIMEOUT)] + list(extra)
+    self.train_dir = train_dir
+    self.tasks = {}
+
+  def start(self, job, index, *extra):
+    run = Running('cifar10_dist_train', '--job_name', job, '--task_index',
+                  str(index), *(self.hosts + self.args + list(extra)))
+    self.tasks[job, index] = run
+    return run
+
+  def stop(self):
+    for run in self.tasks.values():
+      if run.proc.poll() is None:
+        run.proc.kill()
+      run.stop()
+    assert not _alive(self.train_dir)
+
+
+@pytest.fixture
+def new_cluster(tiny_data, tmp_path):
+  made = []
+
+  def make(workers=2, *extra):
+    made.append(Cluster(tiny_data[0], str(tmp_path / 'train'), workers,
+                        *extra))
+    return made[-1]
+  yield make
+  for c in made:
+    c.stop()
+
+
+def test_the_launcher_trains_a_cluster_that_eval_reads_and_make_train_resumes(
+    tiny_data, tmp_path):
+  data_dir, train_dir = tiny_data[0], str(tmp_path / 'train')
+  result = run_module('cluster_launch', '--workers', '2', '--ps', '1',
+                      '--data_dir', data_dir, '--train_dir', train_dir,
+                      '--max_steps', '30', '--batch_size', '4',
+                      '--log_frequency', '10', '--steps_per_run', '10',
+                      timeout=240)
+  assert result.returncode == 0, result.stdout + result.stderr
+  out = result.stdout
+  assert re.search(r'^worker 0 \| \d\d:\d\d:\d\d starting a new run in ', out,
+                   re.M)
+  assert re.search(r'^worker 1 \| .*worker 1: training from global step \d+$',
+                   out, re.M)
+  assert re.search(r'^ps 0 \| .*ps 0: serving at 127\.0\.0\.1:\d+$', out,
+                   re.M)
+  assert out.strip().splitlines()[-1].endswith(
+      'cluster done: the chief ended with exit status 0')
+  path, step = rundir.latest(train_dir)
+  # Runs of 10 steps each: they stop at the global step, not 10 past it
+  # (only steps already under way when the other worker reached 30 land).
+  assert 30 <= step <= 32, out
+  # One copy of each variable, the tutorial's names: eval reads it.
+  names = [n for n, _ in tf.train.list_variables(path)]
+  assert 'conv1/weights/ExponentialMovingAverage' in names
+  evaluated = run_module('cifar10_eval', '--data_dir', data_dir,
+                         '--checkpoint_dir', train_dir, '--eval_dir',
+                         str(tmp_path / 'eval'), '--run_once')
+  assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+  assert 'step %d: precision @ 1' % step in evaluated.stdout
+  # Asynchronous: one batch a step, as make train: it resumes the run.
+  resumed = run_module('cifar10_train', '--data_dir', data_dir, '--train_dir',
+                       train_dir, '--max_steps', str(step + 2),
+                       '--batch_size', '4')
+  assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+  assert 'resuming from %s' % path in resumed.stdout
+  assert not _alive(train_dir)
+  for noise in ('Traceback', 'local_rendezvous', 'Enqueue operation'):
+    assert noise not in out + result.stderr
+
+
+def test_synchronous_steps_average_a_batch_from_every_worker(tiny_data,
+                                                             tmp_path):
+  data_dir, train_dir = tiny_data[0], str(tmp_path / 'train')
+  result = run_module('cluster_launch', '--workers', '2', '--data_dir',
+                      data_dir, '--train_dir', train_dir, '--max_steps', '12',
+                      '--batch_size', '4', '--log_frequency', '4',
+                      '--sync_replicas', timeout=240)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert rundir.latest(train_dir)[1] == 12   # exactly: one step at a time
+  with open(os.path.join(train_dir, 'config.json')) as f:
+    assert json.load(f)['examples_per_step'] == 8   # 2 workers x 4
+  for worker in ('worker 0', 'worker 1'):
+    assert re.search(r'^%s \| .*step 12, loss' % worker, result.stdout,
+                     re.M), result.stdout
+  assert not _alive(train_dir)
+
+
+def test_ctrl_c_stops_the_cluster_after_a_checkpoint(tiny_data, tmp_path):
+  train_dir = str(tmp_path / 'train')
+  launcher = Running('cluster_launch', '--data_dir', tiny_data[0],
+                     '--train_dir', train_dir, '--batch_size', '4',
+                     '--log_frequency', '5')
+  try:
+    launcher.wait_for('worker 1 | ', timeout=90)
+    launcher.wait_for('step 10, loss', timeout=90)
+    launcher.proc.send_signal(signal.SIGINT)
+    assert _exit_status(launcher, 90) == 130
+  finally:
+    launcher.stop()
+  stopped = re.search(r'worker 0 \| .*interrupted at step (\d+); checkpoint '
+                      r'saved', launcher.output)
+  assert stopped, launcher.output
+  assert rundir.latest(train_dir)[1] == int(stopped.group(1))
+  assert not _alive(train_dir)
+
+
+def test_an_async_cluster_finishes_without_a_killed_worker(new_cluster):
+  c = new_cluster(2, '--max_steps', '60')
+  c.start('ps', 0)
+  chief = c.start('worker', 0)
+  other = c.start('worker', 1)
+  other.wait_for('step 10, loss', timeout=90)
+  other.proc.kill()
+  assert _exit_status(chief, 120) == 0, chief.output
+  assert 'stopped at step 60; checkpoint in' in chief.output
+
+
+def test_a_sync_cluster_stops_within_the_timeout_when_a_worker_dies(
+    new_cluster):
+  c = new_cluster(2, '--sync_replicas')
+  c.start('ps', 0)
+  chief = c.start('worker', 0)
+  other = c.start('worker', 1)
+  chief.wait_for('step 5, loss', timeout=90)
+  other.proc.kill()
+  killed = time.time()
+  assert _exit_status(chief, 60) == 1
+  assert time.time() - killed < 3 * TIMEOUT
+  assert re.search(r'error: worker 0: expected a step to finish within 8 s, '
+                   r'found none did \(.+\): a peer is dead or hung; a '
+                   r'synchronous step waits for every worker$',
+                   chief.output.strip().splitlines()[-1]), chief.output
+  assert _quiet(chief.output), chief.output
+
+
+def test_a_restarted_chief_resumes_from_its_last_checkpoint(new_cluster):
+  c = new_cluster(1, '--save_checkpoint_steps', '5')
+  c.start('ps', 0)
+  first = c.start('worker', 0)
+  first.wait_for('saved checkpoint at step 10', timeout=90)
+  first.proc.kill()
+  first.stop()
+  path, step = rundir.latest(c.train_dir)
+  again = c.start('worker', 0, '--max_steps', str(step + 5))
+  assert _exit_status(again, 120) == 0, again.output
+  assert 'taking over the lock of process %d' % first.proc.pid in again.output
+  assert 'resuming from %s (step %d)' % (path, step) in again.output
+
+
+def test_a_lost_parameter_server_is_a_clear_error_and_the_chief_restores(
+    new_cluster):
+  c = new_cluster(2, '--save_checkpoint_steps', '5')
+  ps = c.start('ps', 0)
+  chief = c.start('worker', 0)
+  other = c.start('worker', 1)
+  chief.wait_for('saved checkpoint at step 10', timeout=90)
+  ps.proc.kill()
+  killed = time.time()
+  for worker, name in ((chief, 'worker 0'), (other, 'worker 1')):
+    assert _exit_status(worker, 60) == 1
+    assert re.search(r'error: %s: expected the cluster to answer, found it '
+                     r'gone \(/job:ps/replica:0/task:0: .+\): a parameter '
+                     r'server stopped\? Start the cluster again: the chief '
+                     r'resumes from its last checkpoint$' % name,
+                     worker.output.strip().splitlines()[-1]), worker.output
+    assert _quiet(worker.output), worker.output
+  assert time.time() - killed < TIMEOUT
+  path, step = rundir.latest(c.train_dir)
+  c.start('ps', 0)
+  again = c.start('worker', 0, '--max_steps', str(step + 5))
+  assert _exit_status(again, 120) == 0, again.output
+  assert 'resuming from %s (step %d)' % (path, step) in again.output
+
+
+def test_a_worker_started_before_the_chief_joins_within_seconds(
+    new_cluster):
+  c = new_cluster(2, '--max_steps', '20')
+  c.start('ps', 0)
+  other = c.start('worker', 1)
+  time.sleep(3)
+  chief = c.start('worker', 0)
+  assert _exit_status(chief, 120) == 0, chief.output
+  assert _exit_status(other, 30) == 0, other.output
+  started = re.search(r'^(\d\d):(\d\d):(\d\d) saved checkpoint at step 0$',
+                      chief.output, re.M)
+  joined = re.search(r'^(\d\d):(\d\d):(\d\d) worker 1: training from',
+                     other.output, re.M)
+  assert started and joined, chief.output + other.output
+  seconds = [int(h) * 3600 + int(m) * 60 + int(s)
+             for h, m, s in (started.groups(), joined.groups())]
+  # TensorFlow's own readiness poll would take 30 s.
+  assert seconds[1] - seconds[0] < 10, chief.output + other.output
+
+
+def test_a_worker_without_a_chief_says_so(new_cluster):
+  c = new_cluster(2)
+  c.start('ps', 0)
+  other = c.start('worker', 1)
+  assert _exit_status(other, 60) == 1
+  assert other.output.strip().splitlines()[-1].endswith(
+      'error: worker 1: expected the chief (worker 0) to initialize the '
+      'variables, found them not ready after %d s: is it running?' % TIMEOUT)
+
+
+def test_a_taken_port_or_a_silent_host_is_one_line(tiny_data, tmp_path):
+  taken = socket.socket()
+  taken.bind(('127.0.0.1', 0))
+  taken.listen()
+  port = taken.getsockname()[1]
+  silent = cluster_launch.free_ports(1)[0]   # nothing listens there
+  common = ['--data_dir', tiny_data[0], '--train_dir', str(tmp_path / 't'),
+            '--peer_timeout_secs', '2', '--job_name', 'worker']
+  try:
+    result = run_module('cifar10_dist_train', '--ps_hosts',
+                        '127.0.0.1:%d' % silent, '--worker_hosts',
+                        '127.0.0.1:%d' % port, *common)
+  finally:
+    taken.close()
+  assert result.returncode == 1
+  assert re.search(r'error: 127\.0\.0\.1:%d: expected a free port for worker '
+                   r'0, found it taken' % port,
+                   result.stdout.strip().splitlines()[-1]), result.stdout
+  result = run_module('cifar10_dist_train', '--ps_hosts',
+                      '127.0.0.1:%d' % silent, '--worker_hosts',
+                      '127.0.0.1:%d' % cluster_launch.free_ports(1)[0],
+                      *common)
+  assert result.returncode == 1
+  assert result.stdout.strip().splitlines()[-1].endswith(
+      'ps 0 at 127.0.0.1:%d: expected it to answer, found no answer in 2 s '
+      '([Errno 111] Connection refused)' % silent)
+  assert 'Traceback' not in result.stderr
+
+
+def test_roles_come_from_the_flags_or_tf_config():
+  cfg = flags.config('cifar10_dist_train', job_name='worker', task_index=1,
+                     ps_hosts='a:1', worker_hosts='b:2,c:3')
+  assert cluster.role(cfg, {}) == cluster.Role(['a:1'], ['b:2', 'c:3'],
+                                               'worker', 1)
+  empty = flags.config('cifar10_dist_train')
+  config = {'cluster': {'chief': ['c:1'], 'worker': ['w:2'], 'ps': ['p:3']},
+            'task': {'type': 'worker', 'index': 0}}
+  assert cluster.role(empty, {'TF_CONFIG': json.dumps(config)}) == \
+      cluster.Role(['p:3'], ['c:1', 'w:2'], 'worker', 1)
+  config['task'] = {'type': 'chief'}
+  assert cluster.role(empty, {'TF_CONFIG': json.dumps(config)}).index == 0
+  with pytest.raises(cluster.ClusterError) as e:
+    cluster.role(empty, {})
+  assert str(e.value) == ('expected --job_name, --ps_hosts and '
+                          '--worker_hosts, or TF_CONFIG, found neither')
+  with pytest.raises(cluster.ClusterError):
+    cluster.role(flags.config('cifar10_dist_train', job_name='worker',
+                              task_index=2, ps_hosts='a:1',
+                              worker_hosts='b:2'), {})
