@@ -14,7 +14,9 @@ def test_bench_measures_every_part_and_writes_json(tmp_path):
       'bench', '--data_dir', data, '--json', str(out), '--rounds', '1',
       '--parts', 'input,train,eval,memory', '--inputs', 'batched',
       '--configs', 'default', '--evals', 'default', '--steps', '2',
-      '--warmup', '1', '--input_examples', '256', timeout=300)
+      # More examples than the queue holds, so that the timed dequeues
+      # wait on reading (else the CPU time can round to 0 clock ticks).
+      '--warmup', '1', '--input_examples', '4096', timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   for heading in ('input pipeline alone', 'training:', 'eval (one pass',
                   'peak RSS:', 'CPU-ms/example', 'images/s', 'GFLOP/s'):

@@ -246,7 +246,7 @@ def test_a_worker_started_before_the_chief_joins_within_seconds(
   seconds = [int(h) * 3600 + int(m) * 60 + int(s)
              for h, m, s in (started.groups(), joined.groups())]
   # TensorFlow's own readiness poll would take 30 s.
-  assert seconds[1] - seconds[0] < 10, chief.output + other.output
+  assert seconds[1] - seconds[0] < 20, chief.output + other.output
 
 
 def test_a_worker_without_a_chief_says_so(new_cluster):
