@@ -329,7 +329,12 @@ def loop_graph(step, global_step, examples_per_step, prime=None,
     more = tf.logical_and(finite, i < steps)
     if until is None:
       return more
-    return tf.logical_and(more, global_step.read_value() < until)
+    # Read once the last iteration's step has counted itself: `finite`
+    # comes after its update. (The loop counter alone would let the read
+    # run ahead of that step, and each worker train one step more.)
+    with tf.control_dependencies([finite]):
+      reached = global_step.read_value()
+    return tf.logical_and(more, reached < until)
 
   def body(i, finite, losses):
     s = step(False)
