@@ -140,9 +140,7 @@ def train(cfg, r):
   spec, server = start_server(r)
   wait_for(r.ps, 'ps', cfg.peer_timeout_secs)
   is_chief = r.index == 0
-  cfg = machine.resolve(cfg, machine.gpu_count() > 0)
-  if not machine.gpu_count():
-    machine.check_fits(cfg.batch_size, 1)
+  cfg = machine.training_settings(cfg)
   worker = '/job:worker/task:%d' % r.index
   sync = (sync_steps.SyncSteps(len(r.workers), r.index, worker)
           if cfg.sync_replicas else None)

@@ -26,6 +26,7 @@ import tensorflow.compat.v1 as tf
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
+from cifar10_tutorial import program
 from cifar10_tutorial import progress
 from cifar10_tutorial import records
 from cifar10_tutorial import rundir
@@ -95,8 +96,7 @@ class EvalGraph(object):
         raise   # not a checkpoint that is not readable yet: never will be
       except (ValueError, tf.errors.OpError) as e:
         raise CheckpointError(rundir.unreadable(checkpoint_path) or
-                              (e.message if isinstance(e, tf.errors.OpError)
-                               else str(e)).strip().splitlines()[0])
+                              program.reason(e))
       coord = tf.train.Coordinator()
       threads = tf.train.start_queue_runners(sess, coord)
       true_count = counted = 0
@@ -176,30 +176,30 @@ checkpoints = rundir.checkpoints
 RESULTS_NAME = 'evaluated.json'
 
 
+def _stored(eval_dir):
+  """Every result in eval_dir's results file ([] if there is none)."""
+  path = os.path.join(eval_dir, RESULTS_NAME)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return json.load(f)
+
+
 def written_results(eval_dir, settings):
   """{step: precision @ 1} that earlier evals wrote to eval_dir with these
   `settings` (which data, how many examples): a result of 300 examples, or
   of the training set, is not the 10,000-image test result of its step."""
-  path = os.path.join(eval_dir, RESULTS_NAME)
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    stored = json.load(f)
-  return {r['step']: r['precision_at_1'] for r in stored
+  return {r['step']: r['precision_at_1'] for r in _stored(eval_dir)
           if r['settings'] == settings}
 
 
 def _remember(eval_dir, settings, step, precision_at_1):
   """Adds one result, with the settings that produced it, to eval_dir's
   results file (rewritten atomically)."""
-  path = os.path.join(eval_dir, RESULTS_NAME)
-  stored = []
-  if os.path.exists(path):
-    with open(path) as f:
-      stored = json.load(f)
-  stored.append({'step': step, 'precision_at_1': precision_at_1,
-                 'settings': settings})
-  rundir.write_json(path, stored)
+  stored = _stored(eval_dir) + [{'step': step,
+                                 'precision_at_1': precision_at_1,
+                                 'settings': settings}]
+  rundir.write_json(os.path.join(eval_dir, RESULTS_NAME), stored)
 
 
 def _report(step, precision_at_1, note):

@@ -120,6 +120,23 @@ def tower_devices(num_towers, tower_device):
   return ['/cpu:%d' % i for i in range(num_towers)], num_towers
 
 
+def on_gpu(devices=None):
+  """Whether training runs on GPUs: the towers' `devices`, or, for None
+  (one device, placed by TensorFlow), whether this machine has one."""
+  return devices[0].startswith('/gpu') if devices else gpu_count() > 0
+
+
+def training_settings(cfg, devices=None):
+  """`cfg` with its 'auto' options decided for `devices` (resolve), after
+  checking, when they are CPUs, that a step fits in memory (on GPUs a step
+  that does not fit is caught when it runs)."""
+  gpu = on_gpu(devices)
+  cfg = resolve(cfg, gpu)
+  if not gpu:
+    check_fits(cfg.batch_size, len(devices or [None]))
+  return cfg
+
+
 def resolve(cfg, on_gpu):
   """A copy of the training flags with each 'auto' decided: the in-graph
   loop, XLA, prefetching, preprocessing on the device and replicated

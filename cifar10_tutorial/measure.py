@@ -111,10 +111,14 @@ class _Session(object):
 
   def timed(self, op, steps):
     """(wall seconds, CPU seconds) of `steps` runs of `op`."""
-    started, cpu = time.time(), _cpu_seconds()
-    for _ in range(steps):
-      self.sess.run(op)
-    return time.time() - started, _cpu_seconds() - cpu
+    return _timed(lambda: [self.sess.run(op) for _ in range(steps)])
+
+
+def _timed(work):
+  """(wall seconds, CPU seconds) that calling `work` takes."""
+  started, cpu = time.time(), _cpu_seconds()
+  work()
+  return time.time() - started, _cpu_seconds() - cpu
 
 
 def peak(name, args):
@@ -167,7 +171,7 @@ def train(name, args):
       dict(data_dir=args.data_dir, batch_size=args.batch_size,
            num_gpus=towers), **config['flags']))
   devices, cpus = machine.tower_devices(towers, 'auto')
-  cfg = machine.resolve(cfg, devices[0].startswith('/gpu'))
+  cfg = machine.resolve(cfg, machine.on_gpu(devices))
   graph = train_graph.build_graph(cfg, devices if towers > 1 else None)
 
   def run(n):
@@ -180,9 +184,7 @@ def train(name, args):
     run(1)
     first = time.time() - started
     run(warmup)
-    started, cpu = time.time(), _cpu_seconds()
-    run(steps)
-    elapsed, cpu = time.time() - started, _cpu_seconds() - cpu
+    elapsed, cpu = _timed(lambda: run(steps))
   examples_per_sec = steps * graph.examples_per_step / elapsed
   return {'examples_per_sec': examples_per_sec, 'sec_per_step': elapsed / steps,
           'cpu_sec_per_step': cpu / steps, 'steps': steps,
@@ -243,8 +245,7 @@ def trace(name, args):
   devices, cpus = None, 1
   if run['program'] == 'cifar10_multi_gpu_train':
     devices, cpus = machine.tower_devices(cfg.num_gpus, cfg.tower_device)
-  cfg = machine.resolve(cfg, devices[0].startswith('/gpu') if devices
-                        else machine.gpu_count() > 0)
+  cfg = machine.resolve(cfg, machine.on_gpu(devices))
   graph = train_graph.build_graph(cfg, devices)
   summary_fetches = [graph.summary_step.train_op,
                      summaries_lib.fetches(graph.summary_step.summaries)]

@@ -33,16 +33,6 @@ class RunDirError(RuntimeError):
   """The train dir cannot be used as asked; the message says why."""
 
 
-def _pid_running(pid):
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
-
-
 def disk_problem(path, error):
   """A one-line RunDirError for an OSError or TensorFlow error that says
   the disk is full or read-only, else None."""

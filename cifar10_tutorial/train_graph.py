@@ -302,9 +302,9 @@ def build_graph(cfg, devices=None, queue=None, sync=None, cluster=False):
   # (after initialization or a restore: `prime` runs after both).
   pairs = _replicas(devices)
   copies = {r for _, r in pairs}
-  sync = tf.group(*[r.assign(v) for v, r in pairs])
+  copy_first = tf.group(*[r.assign(v) for v, r in pairs])
   return graph._replace(
-      prime=tf.group(graph.prime, sync),
+      prime=tf.group(graph.prime, copy_first),
       saved=[v for v in tf.global_variables() if v not in copies])
 
 

@@ -115,6 +115,7 @@ class _Checkpoints(object):
 
   def __init__(self, saver, sess, train_dir, secs, steps, size=0):
     self._saver, self._sess = saver, sess
+    self._train_dir = train_dir
     self._prefix = os.path.join(train_dir, 'model.ckpt')
     self._secs, self.steps = secs, steps
     self._size = size   # bytes one checkpoint takes
@@ -131,7 +132,7 @@ class _Checkpoints(object):
   def save(self, step):
     if step == self._saved_step:
       return
-    train_dir = os.path.dirname(self._prefix)
+    train_dir = self._train_dir
     free = shutil.disk_usage(train_dir).free
     if free < self._size:
       # Said before TensorFlow starts a save that cannot finish.
@@ -147,13 +148,12 @@ class _Checkpoints(object):
       # files of this step. Never a listed, complete checkpoint.
       name = '%s-%d' % (self._prefix, step)
       shutil.rmtree(name + '_temp', ignore_errors=True)
-      if name not in [p for _, p in rundir.checkpoints(
-          os.path.dirname(self._prefix))]:
+      if name not in [p for _, p in rundir.checkpoints(train_dir)]:
         for leftover in glob.glob(glob.escape(name) + '.*'):
           os.remove(leftover)
-      problem = rundir.disk_problem(os.path.dirname(self._prefix), e)
+      problem = rundir.disk_problem(train_dir, e)
       if problem:
-        path, last = rundir.latest(os.path.dirname(self._prefix))
+        path, last = rundir.latest(train_dir)
         raise rundir.RunDirError('%s writing the checkpoint of step %d; the '
                                  'last complete one is %s (step %d)' % (
                                      problem, step, path, last))
@@ -278,8 +278,7 @@ def _train_locked(graph, cfg, config, path, checkpoint_secs,
         '--batch_size %d: expected a training step to fit in the memory of '
         '%s, found it does not (%s); try a smaller --batch_size' % (
             cfg.batch_size, 'the GPU' if machine.gpu_count() else 'this '
-            'machine', (e.message.strip().splitlines() or ['out of '
-                                                           'memory'])[0]))
+            'machine', program.reason(e)))
   if stopping.requested():
     raise stopping.Interrupted(
         stopping.requested(), 'interrupted at step %d; checkpoint saved in %s: '
@@ -482,11 +481,7 @@ def run(cfg, devices=None, cpu_devices=1, **checkpoint_every):
   `checkpoint_every` is the trainer's default `checkpoint_secs` or
   `checkpoint_steps`. Returns the final step.
   """
-  on_gpu = (devices[0].startswith('/gpu') if devices
-            else machine.gpu_count() > 0)
-  cfg = machine.resolve(cfg, on_gpu)
-  if not on_gpu:   # on GPUs, a step that does not fit is caught when it runs
-    machine.check_fits(cfg.batch_size, len(devices or [None]))
+  cfg = machine.training_settings(cfg, devices)
   with tf.Graph().as_default():
     return train(train_graph.build_graph(cfg, devices), cfg,
                  machine.session_config(cfg, cpu_devices), **checkpoint_every)
