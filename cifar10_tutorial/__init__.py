@@ -3,11 +3,15 @@
 Modules, bottom to top: `defaults` (the tutorial's numbers), `flags` (every
 option), `records` (the record files), `cifar10_input` (records to batches),
 `cifar10` (network, loss, train op), `machine` (what this machine has),
-`training` (the graph for 1..N towers and the loop both trainers share),
-`evaluation` (the eval loop's work), `program` (the shell every program runs
-in). The programs are thin: `cifar10_train`, `cifar10_multi_gpu_train`,
-`cifar10_eval`, `cifar10_data`, `plot`, `bench`. Run them with
-`python -m cifar10_tutorial.<module> --help`.
+`placement` (where the variables live, how towers' gradients combine),
+`train_graph` (the graph for 1..N towers and the in-graph loop), `rundir`
+(a train dir: its lock, its checkpoints), `training` (the loop every
+trainer shares), `evaluation` (the eval loop's work), `stopping` and
+`children` (signals; processes that end with their parent), `program` (the
+shell every program runs in). The programs are thin: `cifar10_train`,
+`cifar10_multi_gpu_train`, `cifar10_eval`, `cifar10_dist_train`,
+`cluster_launch`, `cifar10_data`, `predict`, `convert`, `board`, `plot`,
+`bench`. Run them with `python -m cifar10_tutorial.<module> --help`.
 """
 import logging
 import os

@@ -51,9 +51,11 @@ Whole runs (--runs), for the sustained and accuracy parts:
   no_prefetch     default with --prefetch_to_device false
   cpu_preprocess  default with --preprocess_on cpu
   bf16            default with --precision bf16
-  multi1, multi2  cifar10_multi_gpu_train --num_gpus 1 or 2
-  multi1_cpu, multi2_cpu, multi2_first
-                  the same, --variable_update cpu (the tutorial's) or
+  multi1, multi2  cifar10_multi_gpu_train --num_gpus 1 or 2 (on GPUs: a
+                  process per GPU, NCCL all-reduce)
+  multi2_replicated, multi1_cpu, multi2_cpu, multi2_first
+                  the same, --variable_update replicated (one process, a
+                  copy per GPU, NCCL in the graph), cpu (the tutorial's) or
                   first_tower
   cmdbuf_off, cmdbuf_all
                   default with XLA's CUDA-graph command buffers off, or on
@@ -61,6 +63,12 @@ Whole runs (--runs), for the sustained and accuracy parts:
   cluster1, cluster2
                   cluster_launch (make train-cluster) with 1 or 2 workers
                   and 1 parameter server on this machine, asynchronous
+  allreduce2      cluster_launch with 2 workers and no parameter server:
+                  they all-reduce (a GPU each)
+
+The accuracy part trains every run on the same number of examples:
+--accuracy_steps steps of one --batch_size, fewer for runs of several
+towers.
 
 Uses the real data in --data_dir when it is there, else synthetic records
 (said in the output). Results also go to a JSON file. A benchmark, not a
@@ -83,6 +91,7 @@ import time
 import numpy as np
 
 import cifar10_tutorial
+from cifar10_tutorial import children
 from cifar10_tutorial import defaults
 from cifar10_tutorial import flags
 from cifar10_tutorial import records
@@ -130,6 +139,9 @@ RUNS = {
                    'flags': ['--num_gpus', '1', '--variable_update', 'cpu']},
     'multi2': {'program': 'cifar10_multi_gpu_train',
                'flags': ['--num_gpus', '2'], 'towers': 2},
+    'multi2_replicated': {'program': 'cifar10_multi_gpu_train',
+                          'flags': ['--num_gpus', '2', '--variable_update',
+                                    'replicated'], 'towers': 2},
     'multi2_cpu': {'program': 'cifar10_multi_gpu_train',
                    'flags': ['--num_gpus', '2', '--variable_update', 'cpu'],
                    'towers': 2},
@@ -141,6 +153,9 @@ RUNS = {
                  'flags': ['--workers', '1', '--ps', '1']},
     'cluster2': {'program': 'cluster_launch',
                  'flags': ['--workers', '2', '--ps', '1']},
+    # Synchronous: a global step is a batch from each worker.
+    'allreduce2': {'program': 'cluster_launch',
+                   'flags': ['--workers', '2', '--ps', '0'], 'towers': 2},
     # XLA's GPU runtime can replay a step's kernels as CUDA graphs
     # ("command buffers"): off, and on for every kind of kernel.
     'cmdbuf_off': {'program': 'cifar10_train', 'flags': [],
@@ -243,8 +258,9 @@ class Runner(object):
            '--batch_size', str(a.batch_size),
            '--input_examples', str(a.input_examples),
            '--checkpoint_dir', a.checkpoint_dir]
-    out = subprocess.run(cmd, env=dict(os.environ, **(env or {})),
-                         capture_output=True, text=True)
+    out = children.run(cmd, env=dict(os.environ, **(env or {})),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True)
     if out.returncode:
       sys.exit('bench: %s %s failed:\n%s' % (kind, name, out.stderr[-3000:]))
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -261,9 +277,9 @@ class Runner(object):
         sys.exit('bench: the baseline run needs --baseline DIR')
       checkout = os.path.abspath(a.baseline)
     train_dir = tempfile.mkdtemp(prefix=name + '-', dir=a.checkpoint_dir)
-    steps = (a.accuracy_steps if kind == 'accuracy' else
-             a.run_warmup + a.run_steps)
     towers = run.get('towers', 1)
+    steps = (a.accuracy_steps // towers if kind == 'accuracy' else
+             a.run_warmup + a.run_steps)
     cmd = [sys.executable, '-m', 'cifar10_tutorial.' + run['program'],
            '--data_dir', os.path.abspath(data_dir), '--train_dir', train_dir,
            '--max_steps', str(steps), '--batch_size', str(a.batch_size),
@@ -272,9 +288,10 @@ class Runner(object):
       started = time.time()
       # The user's environment, not ours: our defaults (such as GPU memory
       # growth) must not reach another checkout's run.
-      out = subprocess.run(cmd, cwd=checkout, capture_output=True, text=True,
-                           env=dict(cifar10_tutorial.USER_ENV,
-                                    **run.get('env', {})))
+      out = children.run(cmd, cwd=checkout, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         env=dict(cifar10_tutorial.USER_ENV,
+                                  **run.get('env', {})))
       seconds = time.time() - started
     result = {'kind': kind, 'config': name, 'round': round_, 'steps': steps,
               'train_seconds': seconds, 'checkout': checkout}
@@ -347,11 +364,11 @@ def _sustained(train_dir, warmup, steps, examples_per_step, gpu, gpus):
 
 
 def _evaluate(train_dir, data_dir):
-  out = subprocess.run(
+  out = children.run(
       [sys.executable, '-m', 'cifar10_tutorial.cifar10_eval', '--data_dir',
        os.path.abspath(data_dir), '--checkpoint_dir', train_dir, '--eval_dir',
        os.path.join(train_dir, 'eval'), '--run_once'], cwd=ROOT,
-      capture_output=True, text=True)
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   found = [l for l in out.stdout.splitlines() if 'precision @ 1 = ' in l]
   if out.returncode or not found:
     sys.exit('bench: eval of %s failed:\n%s' % (train_dir, (

@@ -4,15 +4,29 @@
     python -m cifar10_tutorial.cifar10_multi_gpu_train --num_gpus 2 \\
         --tower_device cpu      # no GPU: towers on virtual CPU devices
 
-One input pipeline on the CPU fills one shared example queue; each of the N
-towers (`tower_0` ... `tower_{N-1}`, on `/gpu:i`) dequeues its own batch,
-computes its loss and gradients with the shared variables, which live on the
-CPU; the gradients are averaged and applied once, then the moving averages
-are updated. One step trains on N x --batch_size examples. The graph, the
-loop, summaries, checkpoints and resuming are `training`'s, shared with the
-single-device trainer, so checkpoints have the same variable names and
-`make eval` reads them as they are. Checkpoints every 1,000 steps and at
-the last step.
+Each of the N towers trains the network on its own batch, so one step
+trains on N x --batch_size examples; the towers' gradients become one
+update. Where the variables live and how the gradients are combined is
+--variable_update (placement.py):
+
+- collective (the default on GPUs): one process per GPU, each a whole
+  single-GPU trainer with its own input pipeline, staging and in-graph
+  loop and its own copy of the variables; every step one NCCL all-reduce
+  sums the towers' gradients. The processes are an all-reduce cluster on
+  this machine's loopback (cluster_launch.replicas, cluster.py): their
+  lines are prefixed `tower i |`, and tower 0 writes the checkpoints.
+- cpu (the tutorial's, and the default without GPUs): one input pipeline
+  fills one example queue; the variables live once on the CPU, where the
+  towers' gradients are averaged and applied.
+- first_tower: the same, with the variables on the first tower's device.
+- replicated: one process, a copy of the variables on each GPU, the
+  gradients summed by NCCL in the graph.
+
+With one GPU, collective and replicated build the single-device trainer's
+graph. The graph, the loop, summaries, checkpoints and resuming are
+`train_graph`'s and `training`'s, shared with the single-device trainer, so
+checkpoints have the same variable names and `make eval` reads them as they
+are. Checkpoints every 1,000 steps and at the last step.
 """
 if __name__ == '__main__':
   # Run as a program: hide TensorFlow's known C++ noise, before importing it.
@@ -23,7 +37,9 @@ import logging
 import sys
 
 from cifar10_tutorial import cifar10
+from cifar10_tutorial import cluster_launch
 from cifar10_tutorial import defaults
+from cifar10_tutorial import flags
 from cifar10_tutorial import machine
 from cifar10_tutorial import program
 from cifar10_tutorial import rundir
@@ -35,8 +51,23 @@ log = logging.getLogger('cifar10_tutorial')
 def train(cfg):
   """Builds the towers and trains them to --max_steps."""
   devices, cpu_devices = machine.tower_devices(cfg.num_gpus, cfg.tower_device)
+  gpu = machine.on_gpu(devices)
+  cfg.variable_update = machine.variable_update(cfg.variable_update, gpu)
+  examples = cfg.batch_size * len(devices)
+  if cfg.variable_update == 'collective' and len(devices) > 1:
+    log.info('%d towers on %s, %d examples per step: a process each, their '
+             'gradients summed by an all-reduce%s', len(devices),
+             ', '.join(devices), examples, ' (NCCL)' if gpu else '')
+    argv = flags.to_argv(cfg, flags.TRAINING)
+    if not (cfg.save_checkpoint_secs or cfg.save_checkpoint_steps):
+      argv += ['--save_checkpoint_steps',
+               str(defaults.MULTI_GPU_CHECKPOINT_STEPS)]
+    return cluster_launch.replicas(cfg, devices, argv)
   log.info('%d towers on %s, %d examples per step', len(devices),
-           ', '.join(devices), cfg.batch_size * len(devices))
+           ', '.join(devices), examples)
+  if len(devices) == 1 and cfg.variable_update in ('collective',
+                                                   'replicated'):
+    devices = None   # one copy on one GPU: the single-device graph
   training.run(cfg, devices, cpu_devices,
                checkpoint_steps=defaults.MULTI_GPU_CHECKPOINT_STEPS)
 

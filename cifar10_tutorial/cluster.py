@@ -3,17 +3,26 @@
     role = cluster.role(cfg)       # from --job_name/--ps_hosts/... or TF_CONFIG
     cluster.run(cfg)               # a parameter server, or a worker
 
-Between-graph replication: the parameter servers hold the variables
-(replica_device_setter spreads them over the servers); each worker builds
-the whole training graph of `train_graph` (the same network, schedule, moving
-averages and summaries as the other trainers), with its own queue input
-pipeline on its own CPU, and trains against the shared variables. Worker 0
-is the chief: it alone holds the train dir's lock and writes checkpoints
-and summaries, with the tutorial's names, so `make eval` reads them and
-`make train` can resume them. Asynchronous by default (each worker applies
-its own steps); --sync_replicas averages one batch from every worker per
-step. A peer that does not answer within --peer_timeout_secs is an error in
-one line, never a hang.
+Two ways, by whether the cluster has parameter servers:
+
+- All-reduce (no --ps_hosts; one worker per GPU): each worker keeps its own
+  copy of the variables and trains the whole graph of `train_graph` on its
+  own data, and every step one all-reduce (placement.Collective: NCCL
+  between GPUs, rings over gRPC otherwise) sums the workers' gradients, so
+  N workers train like one batch of N x --batch_size. Worker 0 hands its
+  variables to the others at the start (a resumed run resumes everywhere);
+  all of them stop at the same step. This is also how
+  cifar10_multi_gpu_train runs one process per GPU.
+- Parameter servers (--ps_hosts): the servers hold the variables
+  (replica_device_setter spreads them); each worker trains against them.
+  Asynchronous by default (each worker applies its own steps; a lost
+  worker does not stop the others); --sync_replicas averages one batch from
+  every worker per step.
+
+Either way worker 0 is the chief: it alone holds the train dir's lock and
+writes checkpoints and summaries, with the tutorial's names, so `make eval`
+reads them and `make train` can resume them. A peer that does not answer
+within --peer_timeout_secs is an error in one line, never a hang.
 """
 import collections
 import json
@@ -26,6 +35,7 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import defaults
 from cifar10_tutorial import machine
+from cifar10_tutorial import placement
 from cifar10_tutorial import program
 from cifar10_tutorial import stopping
 from cifar10_tutorial import sync_steps
@@ -40,13 +50,17 @@ ClusterError = training.ClusterError
 Role = collections.namedtuple('Role', ['ps', 'workers', 'job', 'index'])
 
 
-def _hosts(text, what):
+def _hosts(text, what, required=True):
   hosts = [h.strip() for h in (text or '').split(',') if h.strip()]
-  bad = [h for h in hosts if ':' not in h]
-  if not hosts or bad:
-    raise ClusterError('%s: expected comma-separated host:port, found %r' % (
-        what, text))
+  _check_hosts(hosts, what, text, required)
   return hosts
+
+
+def _check_hosts(hosts, what, found, required=True):
+  bad = [h for h in hosts if not isinstance(h, str) or ':' not in h]
+  if (required and not hosts) or bad:
+    raise ClusterError('%s: expected host:port addresses, found %r' % (
+        what, found))
 
 
 def _from_tf_config(text):
@@ -56,13 +70,18 @@ def _from_tf_config(text):
   try:
     config = json.loads(text)
     jobs, task = config['cluster'], config['task']
-    chief = list(jobs.get('chief', []))
-    workers, ps = chief + list(jobs.get('worker', [])), list(jobs['ps'])
+    lists = {name: jobs.get(name, []) for name in ('chief', 'worker', 'ps')}
+    for name, hosts in lists.items():
+      if not isinstance(hosts, list):   # "ps": "h:1" is not a list of one
+        raise TypeError('"%s" is not a list' % name)
+      _check_hosts(hosts, 'TF_CONFIG "%s"' % name, hosts, required=False)
+    workers, ps = lists['chief'] + lists['worker'], lists['ps']
     job, index = task['type'], int(task.get('index', 0))
-  except (ValueError, KeyError, TypeError) as e:
-    raise ClusterError('TF_CONFIG: expected {"cluster": {"ps": [...], '
-                       '"worker": [...]}, "task": {"type": ..., "index": '
-                       '...}}, found %r (%s)' % (text, e))
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise ClusterError('TF_CONFIG: expected {"cluster": {"worker": [...], '
+                       '"ps": [...] (optional)}, "task": {"type": ..., '
+                       '"index": ...}}, found %r (%s)' % (text, e))
+  chief = lists['chief']
   if job == 'chief':
     job, index = 'worker', 0
   elif job == 'worker':
@@ -75,7 +94,7 @@ def role(cfg, environ=os.environ):
   if cfg.job_name or cfg.ps_hosts or cfg.worker_hosts:
     if not cfg.job_name:
       raise ClusterError('--job_name: expected ps or worker, found none')
-    found = Role(_hosts(cfg.ps_hosts, '--ps_hosts'),
+    found = Role(_hosts(cfg.ps_hosts, '--ps_hosts', required=False),
                  _hosts(cfg.worker_hosts, '--worker_hosts'), cfg.job_name,
                  cfg.task_index)
   elif environ.get('TF_CONFIG'):
@@ -86,6 +105,8 @@ def role(cfg, environ=os.environ):
   tasks = {'ps': found.ps, 'worker': found.workers}.get(found.job)
   if tasks is None:
     raise ClusterError('job: expected ps or worker, found %r' % found.job)
+  if not found.workers:
+    raise ClusterError('expected at least one worker, found none')
   if not 0 <= found.index < len(tasks):
     raise ClusterError('--task_index: expected 0 to %d for %s, found %d' % (
         len(tasks) - 1, found.job, found.index))
@@ -96,12 +117,28 @@ def name(r):
   return '%s %d' % (r.job, r.index)
 
 
+LEADER = '/job:worker/replica:0/task:0'   # an all-reduce cluster's
+
+
+def _config(r):
+  """The server's and session's settings: an all-reduce cluster's
+  collectives are set up through worker 0."""
+  config = tf.ConfigProto()
+  if not r.ps:
+    config.experimental.collective_group_leader = LEADER
+  return config
+
+
 def start_server(r):
   """This process's TensorFlow server; one line if its port is taken."""
-  spec = tf.train.ClusterSpec({'ps': r.ps, 'worker': r.workers})
+  jobs = {'worker': r.workers}
+  if r.ps:
+    jobs['ps'] = r.ps
+  spec = tf.train.ClusterSpec(jobs)
   address = (r.ps if r.job == 'ps' else r.workers)[r.index]
   try:
-    return spec, tf.train.Server(spec, job_name=r.job, task_index=r.index)
+    return spec, tf.train.Server(spec, job_name=r.job, task_index=r.index,
+                                 config=_config(r))
   except (tf.errors.OpError, ValueError) as e:
     raise ClusterError('%s: expected a free port for %s, found it taken or '
                        'not this machine\'s (%s)' % (address, name(r),
@@ -126,34 +163,64 @@ def wait_for(hosts, what, timeout_secs):
         time.sleep(0.2)
 
 
+# How long a parameter server asked to stop waits for the chief, which may
+# be saving a checkpoint of the variables it holds (all of them stopped at
+# once: a closed terminal, a killed launcher). Under stopping's deadline.
+CHIEF_GRACE_SECS = 20
+
+
+def _answers(host):
+  address, port = host.rsplit(':', 1)
+  try:
+    with socket.create_connection((address, int(port)), timeout=1):
+      return True
+  except OSError:
+    return False
+
+
 def serve(r):
-  """A parameter server: serves the variables until stopped."""
+  """A parameter server: serves the variables until stopped, then until
+  the chief is gone (at most CHIEF_GRACE_SECS)."""
   start_server(r)
   log.info('%s: serving at %s', name(r), r.ps[r.index])
   while not stopping.requested():
     time.sleep(0.2)
-  log.info('%s: stopped', name(r))
+  deadline = time.time() + CHIEF_GRACE_SECS
+  while time.time() < deadline and _answers(r.workers[0]):
+    time.sleep(0.2)
+  raise stopping.Interrupted(stopping.requested(),
+                             'parameter server stopped')
 
 
 def train(cfg, r):
-  """A worker: the trainers' graph, its variables on the parameter servers."""
+  """A worker: the trainers' graph, with its own copy of the variables in
+  an all-reduce cluster, else with them on the parameter servers."""
   spec, server = start_server(r)
-  wait_for(r.ps, 'ps', cfg.peer_timeout_secs)
-  is_chief = r.index == 0
-  cfg = machine.training_settings(cfg)
-  worker = '/job:worker/task:%d' % r.index
-  sync = (sync_steps.SyncSteps(len(r.workers), r.index, worker)
-          if cfg.sync_replicas else None)
+  worker = '/job:worker/replica:0/task:%d' % r.index
   with tf.Graph().as_default():
-    with tf.device(tf.train.replica_device_setter(worker_device=worker,
-                                                  cluster=spec)):
-      graph = train_graph.build_graph(cfg, sync=sync, cluster=True)
-    config = machine.session_config(cfg)
-    # Only the parameter servers and itself: a dead worker stops no other.
-    config.device_filters.extend(['/job:ps', worker])
+    if r.ps:
+      wait_for(r.ps, 'ps', cfg.peer_timeout_secs)
+      sync = (sync_steps.SyncSteps(len(r.workers), r.index, worker)
+              if cfg.sync_replicas else None)
+      with tf.device(tf.train.replica_device_setter(worker_device=worker,
+                                                    cluster=spec)):
+        cfg, graph, config = train_graph.prepare(cfg, sync=sync,
+                                                 cluster=True)
+      # Only the parameter servers and itself: a dead worker stops no other.
+      config.device_filters.extend(['/job:ps', worker])
+    else:
+      tower = worker + ('/device:GPU:0' if machine.gpu_count() else
+                        '/device:CPU:0')
+      replicas = placement.Collective(r.index, len(r.workers), tower,
+                                      worker + '/device:CPU:0',
+                                      cfg.peer_timeout_secs)
+      with tf.device(worker):
+        cfg, graph, config = train_graph.prepare(cfg, placement=replicas)
+      config.device_filters.append(worker)
+    config.MergeFrom(_config(r))
     return training.train(
         graph, cfg, config, checkpoint_secs=defaults.SAVE_CHECKPOINT_SECS,
-        cluster=training.Cluster(server.target, is_chief,
+        cluster=training.Cluster(server.target, r.index == 0,
                                  cfg.peer_timeout_secs, name(r)))
 
 
@@ -167,10 +234,13 @@ def run(cfg):
 
 
 def on_signal(cfg):
-  """A parameter server stops at once; a worker finishes its step (the
-  chief then saves a checkpoint)."""
+  """A parameter server stops once the chief is gone (serve); a worker
+  finishes its step (the chief then saves a checkpoint)."""
   try:
     job = role(cfg).job
   except ClusterError:
     job = 'worker'   # the error is said when the program starts
-  return 'parameter server stopped' if job == 'ps' else program.FINISH_STEP
+  if job == 'ps':
+    return program.Notice('stopping once the chief is done (at most %d s)' %
+                          CHIEF_GRACE_SECS)
+  return program.FINISH_STEP

@@ -17,6 +17,7 @@ unknown or out-of-choice keyword is a TypeError or ValueError.
 """
 import argparse
 import collections
+import os
 
 from cifar10_tutorial import defaults
 
@@ -35,7 +36,7 @@ TOWER_DEVICES = ('gpu', 'cpu', 'auto')
 EVAL_DATA = ('test', 'train_eval')
 EVAL_DEVICES = ('cpu', 'gpu')
 PREPROCESS_ON = ('auto', 'cpu', 'device')
-VARIABLE_UPDATES = ('auto', 'replicated', 'first_tower', 'cpu')
+VARIABLE_UPDATES = ('auto', 'collective', 'replicated', 'first_tower', 'cpu')
 AUTO = 'auto'   # an option's value that machine.resolve() decides
 
 _TRUE = ('1', 'true', 't', 'yes', 'y', 'on')
@@ -59,6 +60,66 @@ def positive_int(text):
   if value <= 0:
     raise argparse.ArgumentTypeError('expected a number above 0, found %d'
                                      % value)
+  return value
+
+
+def non_negative_int(text):
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError('expected a whole number, found %r' % text)
+  if value < 0:
+    raise argparse.ArgumentTypeError('expected 0 or more, found %d' % value)
+  return value
+
+
+def _at_most(limit, what):
+  """A positive_int type that also refuses more than `limit`, saying why."""
+  def parse(text):
+    value = positive_int(text)
+    if value > limit:
+      raise argparse.ArgumentTypeError(
+          'expected at most %d (%s), found %d' % (limit, what, value))
+    return value
+  return parse
+
+
+def _cores():
+  return os.cpu_count() or 1
+
+
+# Threads and processes a program starts: a few per core is all a machine
+# can use (the tutorial's default is one input thread per core).
+PER_CORE = 4
+
+
+def threads(text):
+  return _at_most(PER_CORE * _cores(), '%d per core on this machine\'s %d' % (
+      PER_CORE, _cores()))(text)
+
+
+def processes(text):
+  value = non_negative_int(text)
+  limit = PER_CORE * _cores()
+  if value > limit:
+    raise argparse.ArgumentTypeError(
+        'expected at most %d (%d per core on this machine\'s %d), found %d' % (
+            limit, PER_CORE, _cores(), value))
+  return value
+
+
+def _at_most_processes(text):
+  value = processes(text)
+  if value == 0:
+    raise argparse.ArgumentTypeError('expected a number above 0, found 0')
+  return value
+
+
+def port(text):
+  value = positive_int(text)
+  if value > 65535:
+    raise argparse.ArgumentTypeError('expected a port from 1 to 65535, found '
+                                     '%d' % value)
   return value
 
 
@@ -128,7 +189,7 @@ TRAINING = [
          help='examples per step (per tower, for the multi-GPU trainer)'),
     _opt('log_frequency', type=positive_int, default=defaults.LOG_FREQUENCY,
          help='steps between progress lines'),
-    _opt('input_threads', type=positive_int, default=defaults.INPUT_THREADS,
+    _opt('input_threads', type=threads, default=defaults.INPUT_THREADS,
          help='preprocessing threads filling the example queue (the '
               'tutorial: one per CPU)'),
     INPUT_PIPELINE,
@@ -173,12 +234,15 @@ MULTI_GPU = TRAINING + [
          help='gpu: towers on /gpu:i; cpu: on virtual CPU devices (testing, '
               'graph viewing); auto: gpu if any'),
     _opt('variable_update', choices=VARIABLE_UPDATES, default=AUTO,
-         help='where the variables live and are updated. cpu: once, on the '
-              'CPU, the towers\' gradients averaged there (the tutorial); '
+         help='where the variables live and are updated. collective: a '
+              'process per tower, each with its own input and its own copy '
+              'of the variables, the gradients summed across them by one '
+              'all-reduce a step (NCCL on GPUs); cpu: once, on the CPU, the '
+              'towers\' gradients averaged there (the tutorial); '
               'first_tower: once, on the first tower\'s device; replicated: '
-              'a copy on every tower\'s device, each tower averaging all '
-              'towers\' gradients and applying the same update (checkpoints '
-              'hold one copy). Same math. auto: replicated on GPUs, else cpu'),
+              'one process, a copy on every tower\'s device, the gradients '
+              'summed on each (NCCL on GPUs). Checkpoints hold one copy. '
+              'Same math. auto: collective on GPUs, else cpu'),
 ]
 CLUSTER = [
     _bool('sync_replicas', False,
@@ -204,10 +268,12 @@ DIST = TRAINING + CLUSTER + [
          help='comma-separated host:port of the workers, the chief first'),
 ]
 LAUNCH = TRAINING + CLUSTER + [
-    _opt('workers', type=positive_int, default=2,
+    _opt('workers', type=_at_most_processes, default=2,
          help='workers to start on this machine (the first is the chief)'),
-    _opt('ps', type=positive_int, default=1,
-         help='parameter servers to start on this machine'),
+    _opt('ps', type=processes, default=1,
+         help='parameter servers to start on this machine; 0: none, the '
+              'workers all-reduce their gradients instead (one copy of the '
+              'variables each, synchronous)'),
 ]
 EVAL = [
     DATA_DIR_OPTION,
@@ -273,7 +339,7 @@ CONVERT = [
 BOARD = [
     _opt('logdir', default='train_dirs',
          help='the folder of runs TensorBoard shows, side by side'),
-    _opt('port', type=positive_int, default=6006, help='the port it serves on'),
+    _opt('port', type=port, default=6006, help='the port it serves on'),
 ]
 BENCH = [
     _opt('data_dir', default=DATA_DIR,

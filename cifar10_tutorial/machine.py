@@ -139,8 +139,8 @@ def training_settings(cfg, devices=None):
 
 def resolve(cfg, on_gpu):
   """A copy of the training flags with each 'auto' decided: the in-graph
-  loop, XLA, prefetching, preprocessing on the device and replicated
-  variables when the towers are on GPUs (`on_gpu`), the tutorial's way
+  loop, XLA, prefetching, preprocessing on the device and a process per
+  GPU when the towers are on GPUs (`on_gpu`), the tutorial's way
   otherwise."""
   cfg = argparse.Namespace(**vars(cfg))
   if cfg.steps_per_run == flags.AUTO:
@@ -149,12 +149,21 @@ def resolve(cfg, on_gpu):
     cfg.xla = on_gpu
   if cfg.prefetch_to_device == flags.AUTO:
     cfg.prefetch_to_device = on_gpu
-  if getattr(cfg, 'variable_update', None) == flags.AUTO:
-    cfg.variable_update = 'replicated' if on_gpu else 'cpu'
+  if hasattr(cfg, 'variable_update'):
+    cfg.variable_update = variable_update(cfg.variable_update, on_gpu)
   if cfg.preprocess_on == flags.AUTO:
     cfg.preprocess_on = ('device' if on_gpu and cfg.input_pipeline == 'batched'
                          else 'cpu')
   return cfg
+
+
+def variable_update(update, on_gpu):
+  """--variable_update with 'auto' decided: a process per GPU, their
+  gradients all-reduced, on GPUs; the tutorial's variables on the CPU
+  otherwise."""
+  if update != flags.AUTO:
+    return update
+  return 'collective' if on_gpu else 'cpu'
 
 
 def session_config(cfg, cpu_devices=1):

@@ -19,6 +19,7 @@ import time
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import bench
+from cifar10_tutorial import children
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
 from cifar10_tutorial import defaults
@@ -171,8 +172,11 @@ def train(name, args):
       dict(data_dir=args.data_dir, batch_size=args.batch_size,
            num_gpus=towers), **config['flags']))
   devices, cpus = machine.tower_devices(towers, 'auto')
-  cfg = machine.resolve(cfg, machine.on_gpu(devices))
-  graph = train_graph.build_graph(cfg, devices if towers > 1 else None)
+  if machine.variable_update(cfg.variable_update,
+                             machine.on_gpu(devices)) == 'collective':
+    cfg.variable_update = 'replicated'   # one process: a copy per GPU
+  cfg, graph, _ = train_graph.prepare(cfg, devices if towers > 1 else None,
+                                      cpus)
 
   def run(n):
     for _ in range(0, n, cfg.steps_per_run):
@@ -245,8 +249,7 @@ def trace(name, args):
   devices, cpus = None, 1
   if run['program'] == 'cifar10_multi_gpu_train':
     devices, cpus = machine.tower_devices(cfg.num_gpus, cfg.tower_device)
-  cfg = machine.resolve(cfg, machine.on_gpu(devices))
-  graph = train_graph.build_graph(cfg, devices)
+  cfg, graph, _ = train_graph.prepare(cfg, devices, cpus)
   summary_fetches = [graph.summary_step.train_op,
                      summaries_lib.fetches(graph.summary_step.summaries)]
   k = cfg.steps_per_run
@@ -291,6 +294,7 @@ KINDS = {'peak': peak, 'trace': trace, 'input': input_alone, 'train': train,
 
 
 def main(argv=None):
+  children.follow_parent()   # the bench's: ends (SIGUSR1) when it ends
   args = flags.parse('bench', sys.argv[1:] if argv is None else argv)
   kind, name = args.worker.split(':')
   tf.disable_eager_execution()

@@ -18,6 +18,7 @@ import sys
 import threading
 
 import cifar10_tutorial
+from cifar10_tutorial import children
 from cifar10_tutorial import flags
 from cifar10_tutorial import progress
 from cifar10_tutorial import records
@@ -26,9 +27,14 @@ from cifar10_tutorial import stopping
 log = logging.getLogger('cifar10_tutorial')
 
 # What a first Ctrl-C or SIGTERM does: a trainer finishes the step in flight
-# and saves a checkpoint (FINISH_STEP); other programs stop at once, saying
-# the message given.
+# and saves a checkpoint (FINISH_STEP); a program that winds down by itself
+# is told so (Notice(line): the line is logged, stopping.requested() is
+# set); other programs stop at once, saying the message given.
 FINISH_STEP = None
+
+
+class Notice(str):
+  """on_signal: log this line, and let the program wind down by itself."""
 
 
 def setup_logging(cfg, timestamps=True):
@@ -47,8 +53,9 @@ def setup_logging(cfg, timestamps=True):
 
 
 def _finish_step(signum):
-  log.info('stopping: finishing this step and saving a checkpoint '
-           '(Ctrl-C again to quit at once)')
+  sent = stopping.name(signum)
+  log.info('stopping (%s): finishing this step and saving a checkpoint '
+           '(%s again to quit at once)', sent, sent)
 
 
 def _stop_at_once(message):
@@ -99,11 +106,16 @@ def main(program, doc, body, argv=None, errors=(), on_signal='stopped',
       log.warning('warning: %s', warning)
   if callable(on_signal):   # decided by the flags: on_signal(cfg)
     on_signal = on_signal(cfg)
-  first = (_finish_step if on_signal is FINISH_STEP else
-           _stop_at_once(on_signal))
+  if on_signal is FINISH_STEP:
+    first = _finish_step
+  elif isinstance(on_signal, Notice):
+    first = lambda signum: log.info('%s', on_signal)
+  else:
+    first = _stop_at_once(on_signal)
   threading.excepthook = _thread_error
   try:
     with stopping.on_signals(first):
+      children.follow_parent()   # started by one of ours: end with it
       status = body(cfg)
   except stopping.Interrupted as e:
     log.info('%s', e)

@@ -1,9 +1,14 @@
 """Ctrl-C and SIGTERM: a clean stop the first time, at once the second.
 
-The first SIGINT or SIGTERM calls the program's `first` function (the
+SIGHUP (the terminal was closed) counts as the same request, unless it was
+ignored when the program started (`nohup`): then it stays ignored. So does
+the end of the parent process that started this one (children.py), once.
+The first SIGINT, SIGTERM or SIGHUP calls the program's `first` function (the
 trainers finish the step and save a checkpoint; eval just stops) and starts
 a watchdog: if the program has not exited GRACE_SECS later, it exits then.
-A second signal exits at once. Exit status is 128 + the signal number
+A second signal (half a second or more after the first: closer, it is the
+same request delivered twice) exits at once. Exit status is 128 + the
+signal number
 (130 for Ctrl-C, 143 for SIGTERM), as shells expect.
 """
 import contextlib
@@ -12,10 +17,18 @@ import os
 import signal
 import sys
 import threading
+import time
+
+from cifar10_tutorial import children
 
 log = logging.getLogger('cifar10_tutorial')
 GRACE_SECS = 25
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Signals this close to the first are the same request delivered twice: make
+# passes a SIGTERM on to the program it runs, which its process group got
+# already; a terminal's Ctrl-C reaches a whole group. A person's second
+# Ctrl-C comes later.
+SAME_REQUEST_SECS = 0.5
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _received = []
 
 
@@ -38,35 +51,109 @@ def _exit_now(signum, why):
   os._exit(128 + signum)
 
 
+def name(signum):
+  """How the user sent `signum`: 'Ctrl-C', 'SIGTERM', ..."""
+  if signum == signal.SIGINT:
+    return 'Ctrl-C'
+  try:
+    return signal.Signals(signum).name
+  except ValueError:
+    return 'signal %d' % signum
+
+
+class _Deadline(object):
+  """Keeps the promise to stop when the main thread cannot hear it.
+
+  Python runs signal handlers in the main thread only, between bytecodes:
+  a main thread blocked inside TensorFlow (a session.run waiting on a
+  starved queue, a session that does not close) would never run one. But
+  Python's own C-level handler also writes each signal's number to a
+  wakeup file descriptor at once, whatever the main thread is doing; this
+  thread reads them. At the first stop request it starts the grace timer
+  (exit GRACE_SECS later unless the program has ended); at the second it
+  exits at once. The Python handler, when it runs, does the clean stop.
+  """
+
+  def __init__(self):
+    self._read, self._write = os.pipe()
+    os.set_blocking(self._write, False)
+    self._previous = signal.set_wakeup_fd(self._write,
+                                          warn_on_full_buffer=False)
+    self._timer, self._count, self._first = None, 0, 0.0
+    thread = threading.Thread(target=self._watch, name='stop-deadline',
+                              daemon=True)
+    thread.start()
+
+  def _watch(self):
+    while True:
+      try:
+        data = os.read(self._read, 64)
+      except OSError:
+        return
+      if not data:
+        return
+      for signum in data:
+        if signum == children.PARENT_GONE:
+          if self._count or not children.orphaned():
+            continue   # a parent thread ended, not the parent
+          signum = signal.SIGTERM
+        elif signum not in _SIGNALS:
+          continue
+        now = time.time()
+        if self._count and now - self._first < SAME_REQUEST_SECS:
+          continue   # the same request, delivered twice
+        self._count += 1
+        if self._count > 1:
+          _exit_now(signum, 'second signal: quitting at once')
+        self._first = now
+        self._timer = threading.Timer(GRACE_SECS, _exit_now, (
+            signum, 'did not stop within %d s: quitting' % GRACE_SECS))
+        self._timer.daemon = True
+        self._timer.start()
+
+  def close(self):
+    signal.set_wakeup_fd(self._previous)
+    if self._timer:
+      self._timer.cancel()
+    os.close(self._write)   # the thread reads the end and returns
+    os.close(self._read)
+
+
 @contextlib.contextmanager
 def on_signals(first):
-  """Handles SIGINT and SIGTERM in the block (main thread only).
+  """Handles SIGINT, SIGTERM and SIGHUP in the block (main thread only).
 
   `first(signum)` runs on the first signal, in the main thread; it may
-  raise Interrupted to unwind at once.
+  raise Interrupted to unwind at once. Whatever the main thread is blocked
+  on, the program ends GRACE_SECS after the first signal, and at once on
+  a second (_Deadline).
   """
-  watchdogs = []
 
   def handler(signum, frame):
     if _received:
-      _exit_now(signum, 'second signal: quitting at once')
+      return   # a second signal: the deadline thread quits
     _received.append(signum)
-    watchdog = threading.Timer(GRACE_SECS, _exit_now, (
-        signum, 'did not stop within %d s: quitting' % GRACE_SECS))
-    watchdog.daemon = True
-    watchdog.start()
-    watchdogs.append(watchdog)
     first(signum)
+
+  def parent_gone(signum, frame):
+    # The parent that started us ended: a SIGTERM, unless a stop is
+    # already under way (never a "second signal").
+    if children.orphaned() and not _received:
+      handler(signal.SIGTERM, frame)
 
   if threading.current_thread() is not threading.main_thread():
     yield
     return
-  previous = {s: signal.signal(s, handler) for s in _SIGNALS}
+  previous = {s: signal.signal(s, handler) for s in _SIGNALS
+              if s != signal.SIGHUP or
+              signal.getsignal(s) is not signal.SIG_IGN}
+  previous[children.PARENT_GONE] = signal.signal(children.PARENT_GONE,
+                                                 parent_gone)
+  deadline = _Deadline()
   try:
     yield
   finally:
     for s, h in previous.items():
       signal.signal(s, h)
-    for watchdog in watchdogs:
-      watchdog.cancel()
+    deadline.close()
     del _received[:]

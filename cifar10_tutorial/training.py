@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -30,6 +31,7 @@ from cifar10_tutorial import defaults
 from cifar10_tutorial import machine
 from cifar10_tutorial import program
 from cifar10_tutorial import progress
+from cifar10_tutorial import records
 from cifar10_tutorial import rundir
 from cifar10_tutorial import stopping
 from cifar10_tutorial import summaries
@@ -61,8 +63,9 @@ class _Progress(object):
   the speed is averaged since the last logged run."""
 
   def __init__(self, writer, step, examples_per_step, log_frequency,
-               max_steps):
+               max_steps, quiet=False):
     self._writer = writer
+    self._quiet = quiet   # another process of the run logs the progress
     self._examples_per_step = examples_per_step
     self._log_frequency = log_frequency
     self._max_steps = max_steps
@@ -79,6 +82,8 @@ class _Progress(object):
     last = first + len(losses) if last is None else last
     if len(losses):
       self._loss = losses[-1]
+    if self._quiet:
+      return
     self._rate.tick(max(last - first, 1))
     if self._live.enabled and self._rate.seconds_per_step:
       self._live.show('step %d/%d  loss %.2f  %.1f examples/sec  ETA %s' % (
@@ -148,7 +153,8 @@ class _Checkpoints(object):
       # files of this step. Never a listed, complete checkpoint.
       name = '%s-%d' % (self._prefix, step)
       shutil.rmtree(name + '_temp', ignore_errors=True)
-      if name not in [p for _, p in rundir.checkpoints(train_dir)]:
+      if os.path.basename(name) not in [
+          os.path.basename(n) for n in rundir.listed(train_dir)[0]]:
         for leftover in glob.glob(glob.escape(name) + '.*'):
           os.remove(leftover)
       problem = rundir.disk_problem(train_dir, e)
@@ -171,6 +177,47 @@ def _next_run(step, cfg, checkpoint_steps):
   if checkpoint_steps:
     ends.append((step // checkpoint_steps + 1) * checkpoint_steps)
   return min(ends) - step
+
+
+class _InputWatch(object):
+  """Notices, within seconds, an input pipeline that can no longer feed the
+  steps: a record file changed under the trainer (truncated, deleted, made
+  unreadable: its readers then find no whole record, and a step would wait
+  for a batch forever), or a reader that failed. It then closes the
+  example queue, so that the step waiting on it returns, and keeps the
+  reason, one line naming the file, in `error`."""
+
+  EVERY_SECS = 1.0
+
+  def __init__(self, inputs, coord, sess):
+    self.error = None
+    self._inputs, self._coord, self._sess = inputs, coord, sess
+    self._sizes = records.sizes(inputs.files)
+    self._done = threading.Event()
+    self._thread = threading.Thread(target=self._watch, name='input-watch',
+                                    daemon=True)
+    self._thread.start()
+
+  def _watch(self):
+    while not self._done.wait(self.EVERY_SECS):
+      problem = records.changed(self._sizes)
+      if problem is None and self._coord.should_stop():
+        try:
+          self._coord.raise_requested_exception()
+        except Exception as e:   # pylint: disable=broad-except
+          problem = 'expected the input threads to read the records, found ' \
+                    'them stopped: %s' % program.reason(e)
+      if problem:
+        self.error = records.DataError(problem)
+        try:
+          self._sess.run(self._inputs.close)
+        except Exception:   # pylint: disable=broad-except
+          pass   # the session is closing: the step returns anyway
+        return
+
+  def stop(self):
+    self._done.set()
+    self._thread.join(timeout=5)
 
 
 def _check(first, losses):
@@ -199,7 +246,9 @@ def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None,
   """
   try:
     if cluster and not cluster.is_chief:
-      return _work(graph, cfg, config, cluster)
+      if graph.agreement is None:   # a parameter-server cluster's worker
+        return _work(graph, cfg, config, cluster)
+      return _follow(graph, cfg, config, cluster)
     return _train_chief(graph, cfg, config, checkpoint_secs,
                         checkpoint_steps, cluster)
   except tf.errors.DeadlineExceededError as e:
@@ -210,15 +259,19 @@ def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None,
         'peer is dead or hung%s' % (cluster.name, cluster.timeout_secs,
                                     program.reason(e),
                                     '; a synchronous step waits for every '
-                                    'worker' if graph.sync else ''))
-  except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
+                                    'worker' if graph.sync or graph.agreement
+                                    else ''))
+  except (tf.errors.UnavailableError, tf.errors.AbortedError,
+          tf.errors.CancelledError) as e:
     if not cluster:
       raise
     raise ClusterError(
-        '%s: expected the cluster to answer, found it gone (%s): a '
-        'parameter server stopped? Start the cluster again: the chief '
-        'resumes from its last checkpoint' % (cluster.name,
-                                              _peer_reason(e)))
+        '%s: expected the cluster to answer, found it gone (%s): %s' % (
+            cluster.name, _peer_reason(e),
+            'another worker stopped? Start them all again: the chief '
+            'resumes from its last checkpoint' if graph.agreement else
+            'a parameter server stopped? Start the cluster again: the chief '
+            'resumes from its last checkpoint'))
 
 
 def _peer_reason(error):
@@ -235,11 +288,19 @@ def _peer_reason(error):
 def _train_chief(graph, cfg, config, checkpoint_secs, checkpoint_steps,
                  cluster):
   with rundir.locked(cfg.train_dir):
+    rundir.remove_leftovers(cfg.train_dir)
+    rundir.check_list(cfg.train_dir)
     path, step = rundir.resume_point(cfg.train_dir)
+    if path:
+      rundir.relist(cfg.train_dir, step)
     if step >= cfg.max_steps:
       log.info('%s is already at step %d (--max_steps %d): nothing to do',
                path, step, cfg.max_steps)
-      return step
+      if graph.agreement is None:
+        return step
+      # The others wait for this process's variables: hand them over.
+      return _run(graph, cfg, config, path, None, None, cluster,
+                  writes=False)[0]
     if stopping.requested():
       raise stopping.Interrupted(stopping.requested(),
                                  'stopped before training started')
@@ -250,7 +311,6 @@ def _train_chief(graph, cfg, config, checkpoint_secs, checkpoint_steps,
       cifar10.check_classes(path, graph.settings.get(
           'classes', defaults.CLASS_NAMES), cfg.data_dir)
       log.info('resuming from %s (step %d)', path, step)
-      rundir.relist(cfg.train_dir, step)
     else:
       log.info('starting a new run in %s', cfg.train_dir)
     if cfg.save_checkpoint_secs or cfg.save_checkpoint_steps:
@@ -263,8 +323,8 @@ def _train_chief(graph, cfg, config, checkpoint_secs, checkpoint_steps,
 def _train_locked(graph, cfg, config, path, checkpoint_secs,
                   checkpoint_steps, cluster):
   try:
-    step = _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps,
-                cluster)
+    step, peer_stopped = _run(graph, cfg, config, path, checkpoint_secs,
+                              checkpoint_steps, cluster)
   except LossDivergedError as e:
     path, step = rundir.latest(cfg.train_dir)
     raise LossDivergedError('%s; nothing was saved after the last checkpoint: '
@@ -283,6 +343,11 @@ def _train_locked(graph, cfg, config, path, checkpoint_secs,
     raise stopping.Interrupted(
         stopping.requested(), 'interrupted at step %d; checkpoint saved in %s: '
         'run again to resume' % (step, cfg.train_dir))
+  if peer_stopped:
+    raise stopping.Interrupted(
+        signal.SIGTERM, 'stopped at step %d with the other processes (one was '
+        'asked to stop); checkpoint saved in %s: run again to resume' % (
+            step, cfg.train_dir))
   log.info('stopped at step %d; checkpoint in %s', step, cfg.train_dir)
   return step
 
@@ -309,12 +374,12 @@ def _session(cluster, config):
   sess.close()
 
 
-def _steps(graph, run, step, cfg, checkpoint_steps=None):
-  """One run of ordinary (not summary) steps from `step`: their losses."""
+def _steps(graph, run, count, step):
+  """One run of `count` ordinary (not summary) steps from `step`: their
+  losses."""
   if graph.loop is None:   # a synchronous cluster: one step a run
     _, loss = run([graph.summary_step.train_op, graph.summary_step.total_loss])
     return np.array([loss])
-  count = _next_run(step, cfg, checkpoint_steps)
   feed = {graph.steps: count}
   if graph.until is not None:   # others train too: stop where we would
     feed[graph.until] = step + count
@@ -322,20 +387,157 @@ def _steps(graph, run, step, cfg, checkpoint_steps=None):
   return losses[:done]
 
 
+def _follow(graph, cfg, config, cluster):
+  """A process of an all-reduce run other than the chief: the chief's
+  steps, from the variables it hands over at the start; it writes nothing
+  (the chief keeps the checkpoints and summaries)."""
+  step, peer_stopped = _run(graph, cfg, config, None, None, None, cluster,
+                            writes=False)
+  if stopping.requested() or peer_stopped:
+    raise stopping.Interrupted(stopping.requested() or signal.SIGTERM,
+                               '%s: %s at step %d (the chief keeps the '
+                               'checkpoints)' % (
+                                   cluster.name, 'interrupted' if
+                                   stopping.requested() else
+                                   'stopped with the others', step))
+  log.info('%s: stopped at step %d', cluster.name, step)
+  return step
+
+
+def _agree(graph, run, count):
+  """(stop, steps): whether to stop before the next run, and how many steps
+  it takes. Alone: stop when asked to. Where processes train together (an
+  all-reduce run), they vote: all stop when any was asked to, and all take
+  the fewest steps any of them planned, so they always run the same steps
+  (0 when one has reached its --max_steps)."""
+  wanted = stopping.requested() is not None
+  if graph.agreement is None:
+    return wanted, count
+  vote = run(graph.agreement.anyone,
+             {graph.agreement.wants: [float(wanted), -float(count)]})
+  return vote[0] > 0, int(-vote[1])
+
+
 def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps,
-         cluster=None):
-  """Runs the steps; returns the step it stopped at."""
-  # Relative paths in the `checkpoint` list: a copied or moved train dir
-  # keeps working, and rotation never reaches another folder. In a cluster
-  # the chief saves every variable itself (not sharded, which would make
-  # each parameter server write its part on its own disk).
-  saver = tf.train.Saver(graph.saved, sharded=not cluster, max_to_keep=5,
-                         save_relative_paths=True)
+         cluster=None, writes=True):
+  """Restores or initializes, runs the steps; returns the step it stopped
+  at and whether it stopped because another process of an all-reduce run
+  was asked to. Not `writes`: such a process other than the chief, which
+  writes nothing."""
+  saver = writer = None
+  if writes or path:
+    # Relative paths in the `checkpoint` list: a copied or moved train dir
+    # keeps working, and rotation never reaches another folder. In a
+    # cluster the chief saves every variable itself (not sharded, which
+    # would make each parameter server write its part on its own disk).
+    saver = tf.train.Saver(graph.saved, sharded=not cluster,
+                           max_to_keep=rundir.KEEP,
+                           save_relative_paths=True)
+  if writes:
+    writer, checkpoint_bytes = _start_files(graph, cfg)
   init = tf.global_variables_initializer()
   local_init = tf.local_variables_initializer()
   summary_fetches = [graph.summary_step.train_op,
-                     graph.summary_step.total_loss,
-                     summaries.fetches(graph.summary_step.summaries)]
+                     graph.summary_step.total_loss]
+  if writes:
+    summary_fetches.append(summaries.fetches(graph.summary_step.summaries))
+  tf.get_default_graph().finalize()
+  coord = tf.train.Coordinator()
+  with _session(cluster, config) as (sess, run):
+    if path:
+      saver.restore(sess, path)
+      # What the rotation may remove: the newest kept up to this one.
+      saver.recover_last_checkpoints(
+          [p for s, p in rundir.checkpoints(cfg.train_dir)
+           if s <= int(path.rsplit('-', 1)[1])][-rundir.KEEP:])
+    else:
+      run(init)
+    run(local_init)
+    if graph.sync:
+      run(graph.sync.worker_init)
+      run(graph.sync.chief_init)
+    threads = tf.train.start_queue_runners(sess, coord)
+    if graph.sync:   # the chief applies each synchronous step
+      threads += graph.sync.releaser.create_threads(sess, coord, start=True)
+    watch = _InputWatch(graph.inputs, coord, sess) if graph.inputs else None
+    try:
+      run(graph.prime)   # an all-reduce run: the chief's variables, to all
+      step = run(graph.global_step)
+      checkpoints = None
+      if writes:
+        writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START),
+                               step)
+        checkpoints = _Checkpoints(saver, sess, cfg.train_dir,
+                                   checkpoint_secs, checkpoint_steps,
+                                   checkpoint_bytes)
+        checkpoints.save(step)
+      else:
+        log.info('%s: training from global step %d', cluster.name, step)
+      shown = _Progress(writer, step, graph.examples_per_step,
+                        cfg.log_frequency, cfg.max_steps, quiet=not writes)
+      summarized = None   # the step of the last summary
+      every = defaults.SAVE_SUMMARIES_STEPS
+      stop = False
+      while True:
+        first = step
+        # Summaries at the first step, then each time a multiple of 100 is
+        # reached (or passed, when other workers of a cluster trained).
+        summary = summarized is None or step // every > summarized // every
+        planned = 1 if summary else _next_run(step, cfg, checkpoint_steps)
+        if watch and watch.error:
+          break
+        stop, count = _agree(graph, run, max(0, min(
+            planned, cfg.max_steps - step)))
+        if stop or count <= 0:
+          break
+        try:
+          if summary:
+            values = run(summary_fetches)
+            losses = np.array([values[1]])
+            _check(first, losses)
+            if writes:
+              _write_summary(writer, graph, values[2], first)
+            summarized = first
+          else:
+            losses = _steps(graph, run, count, step)
+            _check(first, losses)
+        except tf.errors.OutOfRangeError:
+          if not (watch and watch.error):
+            raise
+          # The queue was closed under the run: the steps it did count.
+          step = run(graph.global_step)
+          break
+        step = (run(graph.global_step) if cluster and graph.agreement is None
+                else first + len(losses))
+        shown.ran(first, losses, step)
+        if checkpoints and checkpoints.due(step):
+          checkpoints.save(step)
+      if checkpoints:
+        checkpoints.save(step)
+      if watch and watch.error:
+        raise records.DataError('%s; stopped at step %d%s' % (
+            watch.error, step, ', checkpoint saved' if checkpoints else ''))
+    finally:
+      if watch:
+        watch.stop()
+      unwinding = sys.exc_info()[0] is not None
+      try:
+        if writer:
+          writer.close()
+      except (RuntimeError, OSError) as e:
+        # A full disk fails the last flush too; the error that got here
+        # first is the one to report.
+        if not unwinding:
+          raise rundir.disk_problem(cfg.train_dir, e) or e
+      finally:
+        _join(coord, threads, cluster, unwinding)
+  return step, stop and not stopping.requested()
+
+
+def _start_files(graph, cfg):
+  """Writes the graph into the train dir and opens its event file, after
+  checking there is room for them and a checkpoint. Returns the summary
+  writer and the bytes one checkpoint takes."""
   graph_def = tf.get_default_graph().as_graph_def()
   # A checkpoint: the saved variables, its graph (.meta), some slack.
   checkpoint_bytes = int(1.05 * sum(
@@ -354,78 +556,34 @@ def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps,
     tf.io.write_graph(graph_def, cfg.train_dir, 'graph.pbtxt')
   except (tf.errors.OpError, OSError) as e:
     raise rundir.disk_problem(cfg.train_dir, e) or e
-  writer = tf.summary.FileWriter(cfg.train_dir, tf.get_default_graph())
-  tf.get_default_graph().finalize()
-  coord = tf.train.Coordinator()
-  with _session(cluster, config) as (sess, run):
-    if path:
-      saver.restore(sess, path)
-      saver.recover_last_checkpoints(
-          [p for _, p in rundir.checkpoints(cfg.train_dir)])
-    else:
-      run(init)
-    run(local_init)
-    if graph.sync:
-      run(graph.sync.worker_init)
-      run(graph.sync.chief_init)
-    threads = tf.train.start_queue_runners(sess, coord)
-    if graph.sync:   # the chief applies each synchronous step
-      threads += graph.sync.releaser.create_threads(sess, coord, start=True)
-    try:
-      run(graph.prime)
-      step = run(graph.global_step)
-      writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), step)
-      checkpoints = _Checkpoints(saver, sess, cfg.train_dir, checkpoint_secs,
-                                 checkpoint_steps, checkpoint_bytes)
-      checkpoints.save(step)
-      shown = _Progress(writer, step, graph.examples_per_step,
-                        cfg.log_frequency, cfg.max_steps)
-      summarized = None   # the step of the last summary
-      every = defaults.SAVE_SUMMARIES_STEPS
-      while step < cfg.max_steps and not stopping.requested():
-        first = step
-        # Summaries at the first step, then each time a multiple of 100 is
-        # reached (or passed, when other workers of a cluster trained).
-        if summarized is None or step // every > summarized // every:
-          _, loss, values = run(summary_fetches)
-          losses = np.array([loss])
-          _check(first, losses)
-          try:
-            summary = summaries.to_summary(graph.summary_step.summaries,
-                                           values)
-          except summaries.NonFiniteError as e:
-            raise LossDivergedError('%s at step %d' % (e, first + 1))
-          writer.add_summary(summary, first)
-          summarized = first
-        else:
-          losses = _steps(graph, run, step, cfg, checkpoints.steps)
-          _check(first, losses)
-        step = first + len(losses) if not cluster else run(graph.global_step)
-        shown.ran(first, losses, step)
-        if checkpoints.due(step):
-          checkpoints.save(step)
-      checkpoints.save(step)
-    finally:
-      unwinding = sys.exc_info()[0] is not None
-      try:
-        writer.close()
-      except (RuntimeError, OSError) as e:
-        # A full disk fails the last flush too; the error that got here
-        # first is the one to report.
-        if not unwinding:
-          raise rundir.disk_problem(cfg.train_dir, e) or e
-      finally:
-        _join(coord, threads, cluster)
-  return step
+  return (tf.summary.FileWriter(cfg.train_dir, tf.get_default_graph()),
+          checkpoint_bytes)
 
 
-def _join(coord, threads, cluster):
+def _write_summary(writer, graph, values, step):
+  try:
+    summary = summaries.to_summary(graph.summary_step.summaries, values)
+  except summaries.NonFiniteError as e:
+    raise LossDivergedError('%s at step %d' % (e, step + 1))
+  writer.add_summary(summary, step)
+
+
+def _join(coord, threads, cluster, unwinding=False):
   """Stops the queue runners' threads. A synchronous cluster's releaser
   waits on the parameter servers for gradients that no longer come; closing
-  the session ends that wait, so it gets a short grace."""
+  the session ends that wait, so it gets a short grace. An input thread's
+  failure, which join raises, is one line; while another error is on its
+  way out, that one is reported instead (the input watch named the file)."""
   coord.request_stop()
-  coord.join(threads, stop_grace_period_secs=2 if cluster else 10,
-             ignore_live_threads=True)
+  try:
+    coord.join(threads, stop_grace_period_secs=2 if cluster else 10,
+               ignore_live_threads=True)
+  except Exception as e:   # pylint: disable=broad-except
+    if unwinding:
+      return
+    raise records.DataError('expected the input threads to read the '
+                            'records, found them stopped: %s' %
+                            program.reason(e))
 
 
 def _work(graph, cfg, config, cluster):
@@ -459,7 +617,7 @@ def _work(graph, cfg, config, cluster):
                         cfg.log_frequency, cfg.max_steps)
       while step < cfg.max_steps and not stopping.requested():
         first = step
-        losses = _steps(graph, run, step, cfg)
+        losses = _steps(graph, run, _next_run(step, cfg, None), step)
         _check(first, losses)
         step = run(graph.global_step)
         shown.ran(first, losses, step)
@@ -481,7 +639,6 @@ def run(cfg, devices=None, cpu_devices=1, **checkpoint_every):
   `checkpoint_every` is the trainer's default `checkpoint_secs` or
   `checkpoint_steps`. Returns the final step.
   """
-  cfg = machine.training_settings(cfg, devices)
   with tf.Graph().as_default():
-    return train(train_graph.build_graph(cfg, devices), cfg,
-                 machine.session_config(cfg, cpu_devices), **checkpoint_every)
+    cfg, graph, config = train_graph.prepare(cfg, devices, cpu_devices)
+    return train(graph, cfg, config, **checkpoint_every)

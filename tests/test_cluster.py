@@ -161,6 +161,33 @@ def test_ctrl_c_stops_the_cluster_after_a_checkpoint(tiny_data, tmp_path):
   assert not _alive(train_dir)
 
 
+@pytest.mark.parametrize('signum, extra', [
+    (signal.SIGKILL, []),                  # parameter servers
+    (signal.SIGHUP, ['--ps', '0']),        # all-reduce; a closed terminal
+])
+def test_a_killed_or_hung_up_launcher_leaves_nothing_running(
+    tiny_data, tmp_path, signum, extra):
+  train_dir = str(tmp_path / 'train')
+  launcher = Running('cluster_launch', '--data_dir', tiny_data[0],
+                     '--train_dir', train_dir, '--batch_size', '4',
+                     '--log_frequency', '5', *extra)
+  try:
+    launcher.wait_for('worker 1 | ', timeout=90)
+    launcher.wait_for('step 10, loss', timeout=90)
+    launcher.proc.send_signal(signum)
+    deadline = time.time() + 40   # each task notices within seconds
+    while _alive(train_dir) and time.time() < deadline:
+      time.sleep(0.5)
+  finally:
+    launcher.stop()
+  assert not _alive(train_dir), launcher.output
+  # The chief saved where it stopped (the next checkpoint was 10 min off).
+  assert rundir.latest(train_dir)[1] >= 10, launcher.output
+  if signum == signal.SIGHUP:
+    assert re.search(r'worker 0 \| .*interrupted at step \d+; checkpoint '
+                     r'saved', launcher.output), launcher.output
+
+
 def test_an_async_cluster_finishes_without_a_killed_worker(new_cluster):
   c = new_cluster(2, '--max_steps', '60')
   c.start('ps', 0)
@@ -300,6 +327,17 @@ def test_roles_come_from_the_flags_or_tf_config():
       cluster.Role(['p:3'], ['c:1', 'w:2'], 'worker', 1)
   config['task'] = {'type': 'chief'}
   assert cluster.role(empty, {'TF_CONFIG': json.dumps(config)}).index == 0
+  # Only workers: an all-reduce cluster, as TensorFlow's own strategies
+  # write TF_CONFIG.
+  config = {'cluster': {'worker': ['a:1', 'b:2']},
+            'task': {'type': 'worker', 'index': 1}}
+  assert cluster.role(empty, {'TF_CONFIG': json.dumps(config)}) == \
+      cluster.Role([], ['a:1', 'b:2'], 'worker', 1)
+  config['cluster']['ps'] = 'p:3'   # a string, not a list of one
+  with pytest.raises(cluster.ClusterError) as e:
+    cluster.role(empty, {'TF_CONFIG': json.dumps(config)})
+  assert str(e.value).startswith('TF_CONFIG: expected {"cluster": ')
+  assert str(e.value).endswith('("ps" is not a list)')
   with pytest.raises(cluster.ClusterError) as e:
     cluster.role(empty, {})
   assert str(e.value) == ('expected --job_name, --ps_hosts and '

@@ -7,25 +7,35 @@ the summary step followed by the loop. Every variable, moving average and
 the global step must come out the same, with or without the staging area
 that prefetches batches to the towers' devices, on one tower or two.
 """
+import threading
+
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10_input
+from cifar10_tutorial import cluster
+from cifar10_tutorial import cluster_launch
 from cifar10_tutorial import defaults
 from cifar10_tutorial import flags
 from cifar10_tutorial import machine
+from cifar10_tutorial import placement
 from cifar10_tutorial import train_graph
+from conftest import on_the_cpu
 from test_model import TUTORIAL_VARIABLES
 
 BATCH, K = 4, 5
 
 
-def _fixed_queue(n):
-  """An ExampleQueue holding `n` preprocessed examples, in a fixed order."""
+def _fixed_queue(n, part=0, parts=1):
+  """An ExampleQueue holding `n` preprocessed examples, in a fixed order:
+  of every `parts` consecutive batches of BATCH, the one numbered `part`
+  (one process's share, when `parts` processes each take a batch)."""
   rng = np.random.RandomState(3)
-  images = rng.normal(size=(n, 24, 24, 3)).astype(np.float32)
-  labels = rng.randint(0, 10, n).astype(np.int32)
+  images = rng.normal(size=(n * parts, 24, 24, 3)).astype(np.float32)
+  labels = rng.randint(0, 10, n * parts).astype(np.int32)
+  mine = (np.arange(n * parts) // BATCH) % parts == part
+  images, labels = images[mine], labels[mine]
   with tf.device('/cpu:0'):
     queue = tf.FIFOQueue(n, [tf.float32, tf.int32],
                          shapes=[[24, 24, 3], []])
@@ -52,9 +62,11 @@ def _train(runs, towers, prefetch):
   with tf.Graph().as_default():
     tf.set_random_seed(7)
     queue, fill = _fixed_queue(BATCH * towers * (K + 1))
-    graph = train_graph.build_graph(cfg, devices, queue=queue)
+    graph = train_graph.build_graph(
+        cfg, placement.for_towers(cfg.variable_update, devices), queue=queue)
     variables = {v.op.name: v for v in tf.global_variables()}
-    with tf.Session(config=machine.session_config(cfg, cpus)) as sess:
+    with tf.Session(config=on_the_cpu(
+        machine.session_config(cfg, cpus))) as sess:
       sess.run([tf.global_variables_initializer(),
                 tf.local_variables_initializer(), fill])
       sess.run(graph.prime)
@@ -97,7 +109,7 @@ def test_the_loop_stops_at_the_step_whose_loss_is_not_finite():
     graph = train_graph.build_graph(cfg, queue=queue)
     scale = [v for v in tf.global_variables()
              if v.op.name == 'softmax_linear/weights'][0]
-    with tf.Session() as sess:
+    with tf.Session(config=on_the_cpu()) as sess:
       sess.run([tf.global_variables_initializer(),
                 tf.local_variables_initializer(), fill])
       sess.run(scale.assign(scale * np.float32(1e30)))
@@ -140,24 +152,29 @@ def _weights():
           for name, shape in TUTORIAL_VARIABLES.items()}
 
 
-def _two_ways(towers, batch, update, steps=3):
+def _two_ways(towers, batch, update, steps=3, tower_device='cpu'):
   """`steps` steps from _weights() on `towers` towers of `batch` (one tower:
-  the single-device trainer); every global variable afterwards, by name,
-  and the names a checkpoint holds."""
+  the single-device trainer), on `tower_device` ('gpu': real GPUs);
+  every global variable afterwards, by name, and the names a checkpoint
+  holds."""
   cfg = machine.resolve(flags.multi_gpu_config(
       batch_size=batch, preprocess_on='cpu', prefetch_to_device=True,
       xla=False, steps_per_run=steps, num_gpus=towers,
       variable_update=update or 'auto'), on_gpu=False)
-  devices, cpus = machine.tower_devices(towers, 'cpu') if towers > 1 else (
-      None, 1)
+  devices, cpus = (machine.tower_devices(towers, tower_device)
+                   if towers > 1 else (None, 1))
   with tf.Graph().as_default():
     queue, fill = _fixed_queue(8 * (steps + 1))
-    graph = train_graph.build_graph(cfg, devices, queue=queue)
+    graph = train_graph.build_graph(
+        cfg, placement.for_towers(cfg.variable_update, devices), queue=queue)
     variables = {v.op.name: v for v in tf.global_variables()}
     saved = sorted(v.op.name for v in graph.saved or variables.values())
     start = [variables[n + suffix].assign(v) for n, v in _weights().items()
              for suffix in ('', '/ExponentialMovingAverage')]
-    with tf.Session(config=machine.session_config(cfg, cpus)) as sess:
+    config = machine.session_config(cfg, cpus)
+    if tower_device == 'cpu':
+      config = on_the_cpu(config)
+    with tf.Session(config=config) as sess:
       sess.run([tf.global_variables_initializer(),
                 tf.local_variables_initializer(), fill])
       sess.run(start)   # before prime, which copies them to any replicas
@@ -166,10 +183,75 @@ def _two_ways(towers, batch, update, steps=3):
       return sess.run(variables), saved
 
 
-@pytest.mark.parametrize('update', ['cpu', 'first_tower', 'replicated'])
+def _collective(replicas, steps=3):
+  """`steps` steps of `replicas` processes (threads here, each with its
+  own graph, session and loopback server, as cluster.train builds them),
+  each taking every replicas-th batch of BATCH, from _weights() given to
+  the chief alone (the others start from its broadcast). Returns the
+  chief's variables and saved names, and every replica's variables."""
+  ports = cluster_launch.free_ports(replicas)
+  role = cluster.Role([], ['127.0.0.1:%d' % p for p in ports], 'worker', 0)
+  # In one process, tasks cannot each have a GPU: on the CPU, as the
+  # processes of a CPU machine would.
+  spec = tf.train.ClusterSpec({'worker': role.workers})
+  servers = [tf.train.Server(spec, 'worker', i,
+                             config=on_the_cpu(cluster._config(role)))
+             for i in range(replicas)]
+  results, errors = [None] * replicas, []
+
+  def replica(i):
+    try:
+      cfg = machine.resolve(flags.training_config(
+          batch_size=BATCH, preprocess_on='cpu', prefetch_to_device=True,
+          xla=False, steps_per_run=steps), on_gpu=False)
+      task = '/job:worker/replica:0/task:%d' % i
+      with tf.Graph().as_default():
+        queue, fill = _fixed_queue(BATCH * (steps + 1), i, replicas)
+        with tf.device(task):
+          graph = train_graph.build_graph(cfg, placement.Collective(
+              i, replicas, task + '/device:CPU:0', task + '/device:CPU:0',
+              timeout_secs=60), queue=queue)
+        variables = {v.op.name: v for v in tf.global_variables()}
+        start = [variables[n + suffix].assign(v) for n, v in
+                 _weights().items()
+                 for suffix in ('', '/ExponentialMovingAverage')]
+        config = on_the_cpu(cluster._config(role))
+        config.device_filters.append(task)
+        with tf.Session(servers[i].target, config=config) as sess:
+          sess.run([tf.global_variables_initializer(),
+                    tf.local_variables_initializer(), fill])
+          if i == 0:
+            sess.run(start)
+          sess.run(graph.prime)   # the chief's variables, to all
+          done, _ = sess.run(graph.loop, {graph.steps: steps})
+          assert done == steps
+          results[i] = (sess.run(variables),
+                        sorted(v.op.name for v in graph.saved or
+                               variables.values()))
+    except Exception as e:   # pylint: disable=broad-except
+      errors.append(e)
+
+  threads = [threading.Thread(target=replica, args=(i,))
+             for i in range(replicas)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join(120)
+  assert not errors, errors
+  return results[0][0], results[0][1], [r[0] for r in results]
+
+
+@pytest.mark.parametrize('update', ['cpu', 'first_tower', 'replicated',
+                                    'collective'])
 def test_two_towers_of_four_train_like_one_of_eight_in_every_mode(update):
   one, one_saved = _two_ways(1, 8, None)
-  two, two_saved = _two_ways(2, 4, update)
+  if update == 'collective':
+    two, two_saved, every = _collective(2)
+    for other in every[1:]:   # each process's copy got the same updates
+      for name, value in two.items():
+        np.testing.assert_array_equal(other[name], value, err_msg=name)
+  else:
+    two, two_saved = _two_ways(2, 4, update)
   assert two_saved == one_saved   # one copy of each, the tutorial's names
   for name, start in _weights().items():
     assert not np.array_equal(one[name], start), name   # it trained
