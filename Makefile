@@ -2,15 +2,24 @@
 # Every target sets up what it needs (a .venv with the pinned packages, data).
 # Every path variable may hold spaces: `make train TRAIN_DIR="my runs/a"`.
 
+# Every variable reaches the programs as data, never as shell code: the
+# recipes read each one from the environment ("$$NAME"), so quotes, $,
+# backticks, ; or spaces in a value are part of the value (TRAIN_DIR="my
+# runs/a"). ARGS and IMAGES are split at spaces (and IMAGES' wildcards
+# expanded), nothing more. Make's own $(...) syntax is expanded by make
+# itself, before any recipe: don't put it in a value.
+# Unset, a program's flag keeps the program's own default (--help).
+
 PYTHON ?= python3
 VENV ?= .venv
 DATA_DIR ?= data
 TRAIN_DIR ?= train_dirs/cifar10_train
 EVAL_DIR ?= train_dirs/cifar10_eval
 LOGDIR ?= train_dirs
-MAX_STEPS ?= 100000
-BATCH_SIZE ?= 128
+MAX_STEPS ?=
+BATCH_SIZE ?=
 RUN_ONCE ?= 0
+# The program's own default is 1 tower; this target is for several.
 NUM_GPUS ?= 2
 # make train-cluster: workers and parameter servers on this machine.
 WORKERS ?= 2
@@ -27,12 +36,17 @@ OUT ?=
 TF_LOGS ?= 0
 # Extra flags for the program a target runs, e.g. ARGS="--log_frequency 100".
 ARGS ?=
+export PYTHON VENV DATA_DIR TRAIN_DIR EVAL_DIR LOGDIR MAX_STEPS BATCH_SIZE \
+  RUN_ONCE NUM_GPUS WORKERS PS CIFAR10_ARCHIVE PORT PLOT IMAGES SRC OUT ARGS
 
-PY := "$(VENV)/bin/python"
+PY := "$$VENV/bin/python"
 # make's own names (targets, prerequisites) cannot hold a plain space.
 space := $(subst ,, )
 STAMP := $(subst $(space),\ ,$(VENV))/.installed-stamp
 TF_FLAGS := $(if $(filter 1,$(TF_LOGS)),--tf_logs)
+# The flags a trainer takes from MAX_STEPS and BATCH_SIZE, where they are set.
+STEPS := $${MAX_STEPS:+--max_steps "$$MAX_STEPS"} \
+  $${BATCH_SIZE:+--batch_size "$$BATCH_SIZE"}
 
 .PHONY: install data train train-multigpu train-cluster eval predict convert \
   tensorboard \
@@ -41,54 +55,53 @@ TF_FLAGS := $(if $(filter 1,$(TF_LOGS)),--tf_logs)
 install: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv "$(VENV)"
+	test -x $(PY) || "$$PYTHON" -m venv "$$VENV"
 	$(PY) -m pip install -q -r requirements-dev.txt
-	touch "$(VENV)/.installed-stamp"
+	touch "$$VENV/.installed-stamp"
 
+# Each program is exec'd: make waits for it, so on Ctrl-C or SIGTERM its
+# last lines (the checkpoint it saved) come before make's own.
 data: $(STAMP)
-	$(PY) -m cifar10_tutorial.cifar10_data --data_dir "$(DATA_DIR)" \
-	  $(if $(CIFAR10_ARCHIVE),--archive "$(CIFAR10_ARCHIVE)")
+	exec $(PY) -m cifar10_tutorial.cifar10_data --data_dir "$$DATA_DIR" \
+	  $${CIFAR10_ARCHIVE:+--archive "$$CIFAR10_ARCHIVE"}
 
 train: data
-	$(PY) -m cifar10_tutorial.cifar10_train --data_dir "$(DATA_DIR)" \
-	  --train_dir "$(TRAIN_DIR)" --max_steps $(MAX_STEPS) \
-	  --batch_size $(BATCH_SIZE) $(TF_FLAGS) $(ARGS)
+	exec $(PY) -m cifar10_tutorial.cifar10_train --data_dir "$$DATA_DIR" \
+	  --train_dir "$$TRAIN_DIR" $(STEPS) $(TF_FLAGS) $$ARGS
 
 # Towers on the GPUs; with no GPU, on virtual CPU devices (said in the log).
 train-multigpu: data
-	$(PY) -m cifar10_tutorial.cifar10_multi_gpu_train --data_dir "$(DATA_DIR)" \
-	  --train_dir "$(TRAIN_DIR)" --max_steps $(MAX_STEPS) \
-	  --batch_size $(BATCH_SIZE) --num_gpus $(NUM_GPUS) --tower_device auto \
-	  $(TF_FLAGS) $(ARGS)
+	exec $(PY) -m cifar10_tutorial.cifar10_multi_gpu_train \
+	  --data_dir "$$DATA_DIR" --train_dir "$$TRAIN_DIR" $(STEPS) \
+	  --num_gpus "$$NUM_GPUS" --tower_device auto $(TF_FLAGS) $$ARGS
 
 # A cluster on TensorFlow's distributed runtime, on this machine's loopback.
 train-cluster: data
-	$(PY) -m cifar10_tutorial.cluster_launch --data_dir "$(DATA_DIR)" \
-	  --train_dir "$(TRAIN_DIR)" --max_steps $(MAX_STEPS) \
-	  --batch_size $(BATCH_SIZE) --workers $(WORKERS) --ps $(PS) \
-	  $(TF_FLAGS) $(ARGS)
+	exec $(PY) -m cifar10_tutorial.cluster_launch --data_dir "$$DATA_DIR" \
+	  --train_dir "$$TRAIN_DIR" $(STEPS) --workers "$$WORKERS" --ps "$$PS" \
+	  $(TF_FLAGS) $$ARGS
 
 eval: data
-	$(PY) -m cifar10_tutorial.cifar10_eval --data_dir "$(DATA_DIR)" \
-	  --checkpoint_dir "$(TRAIN_DIR)" --eval_dir "$(EVAL_DIR)" \
-	  --run_once=$(RUN_ONCE) $(TF_FLAGS) $(ARGS)
+	exec $(PY) -m cifar10_tutorial.cifar10_eval --data_dir "$$DATA_DIR" \
+	  --checkpoint_dir "$$TRAIN_DIR" --eval_dir "$$EVAL_DIR" \
+	  --run_once="$$RUN_ONCE" $(TF_FLAGS) $$ARGS
 
 predict: $(STAMP)
-	$(PY) -m cifar10_tutorial.predict --data_dir "$(DATA_DIR)" \
-	  --checkpoint_dir "$(TRAIN_DIR)" $(TF_FLAGS) $(ARGS) -- $(IMAGES)
+	exec $(PY) -m cifar10_tutorial.predict --data_dir "$$DATA_DIR" \
+	  --checkpoint_dir "$$TRAIN_DIR" $(TF_FLAGS) $$ARGS -- $$IMAGES
 
 convert: $(STAMP)
-	$(PY) -m cifar10_tutorial.convert --src "$(SRC)" --out "$(OUT)" $(ARGS)
+	exec $(PY) -m cifar10_tutorial.convert --src "$$SRC" --out "$$OUT" $$ARGS
 
 tensorboard: $(STAMP)
-	$(PY) -m cifar10_tutorial.board --logdir "$(LOGDIR)" --port $(PORT)
+	exec $(PY) -m cifar10_tutorial.board --logdir "$$LOGDIR" --port "$$PORT"
 
 plot: $(STAMP)
-	$(PY) -m cifar10_tutorial.plot --train_dir "$(TRAIN_DIR)" \
-	  --eval_dir "$(EVAL_DIR)" --out "$(PLOT)"
+	exec $(PY) -m cifar10_tutorial.plot --train_dir "$$TRAIN_DIR" \
+	  --eval_dir "$$EVAL_DIR" --out "$$PLOT"
 
 bench: data
-	$(PY) -m cifar10_tutorial.bench --data_dir "$(DATA_DIR)" $(ARGS)
+	exec $(PY) -m cifar10_tutorial.bench --data_dir "$$DATA_DIR" $$ARGS
 
 # The browser test needs Debian's chromium: installed here when possible
 # (root, registry reachable), else that one test is skipped and says why.
@@ -96,7 +109,7 @@ test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || \
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
 	  echo "note: could not install chromium; the browser test will be skipped"
-	$(PY) -m pytest -q -rs tests
+	exec $(PY) -m pytest -q -rs tests
 
 clean:
-	rm -rf "$(VENV)"
+	rm -rf -- "$$VENV"

@@ -20,6 +20,7 @@ import sys
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import evaluation
 from cifar10_tutorial import program
+from cifar10_tutorial import rundir
 
 
 def evaluate(cfg):
@@ -32,7 +33,7 @@ def evaluate(cfg):
 
 def main(argv=None):
   return program.main('cifar10_eval', __doc__, evaluate, argv,
-                      errors=[cifar10.ClassCountError],
+                      errors=[cifar10.ClassCountError, rundir.RunDirError],
                       on_signal='eval stopped')
 
 

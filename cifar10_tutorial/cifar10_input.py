@@ -159,8 +159,9 @@ class ExampleQueue(object):
 
   def __init__(self, queue, capacity, min_after_dequeue, num_records,
                partial_batches, finish=None,
-               class_names=defaults.CLASS_NAMES):
+               class_names=defaults.CLASS_NAMES, files=()):
     self.queue = queue
+    self.files = list(files)   # the record files it reads (tests': none)
     self.class_names = class_names
     self.capacity = capacity
     self.min_after_dequeue = min_after_dequeue
@@ -246,7 +247,7 @@ def _example_queue(data_dir, eval_data, preprocess, batch_size, num_threads,
   return ExampleQueue(queue, capacity, warmup, num_records,
                       partial_batches=not shuffle,
                       finish=_finish_raw if raw else None,
-                      class_names=class_names)
+                      class_names=class_names, files=files)
 
 
 def _finish_raw(images):

@@ -11,8 +11,11 @@ OUT/cifar-10-batches-bin/data_batch_1..5.bin, test_batch.bin and
 batches.meta.txt (the class names, sorted), so the whole pipeline trains,
 evaluates and predicts on them unchanged. Everything is written into a
 temporary folder renamed into place at the end: an interrupted conversion
-leaves nothing half-written. A file that is not an image is skipped, with a
-line naming it, and counted.
+leaves nothing half-written, and what a killed one left (its temporary
+folders name its process) is removed by the next. A file that is not an
+image is skipped, with a line naming it, and counted. A class folder whose
+name cannot be one line of batches.meta.txt (a newline or another control
+character in it) is refused, named.
 """
 if __name__ == '__main__':
   from cifar10_tutorial import quiet
@@ -21,6 +24,7 @@ if __name__ == '__main__':
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sys
 import tarfile
@@ -39,6 +43,36 @@ DataError = records.DataError
 SPLITS = ('train', 'test')
 
 
+SCRATCH = 'cifar10-convert-'   # in the system's temporary folder
+CONVERTING = '.converting-'    # in OUT
+
+
+def _remove_stale(folder, prefix):
+  """Removes the temporary folders `prefix`<pid>-* in `folder` whose
+  process is no longer running (a conversion killed with `kill -9`)."""
+  pattern = re.compile(r'^%s(\d+)-' % re.escape(prefix))
+  try:
+    names = os.listdir(folder)
+  except OSError:
+    return
+  for name in names:
+    match = pattern.match(name)
+    if not match or int(match.group(1)) == os.getpid():
+      continue
+    try:
+      os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+      shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    except OSError:
+      pass   # running, as another user
+
+
+def _scratch(folder, prefix):
+  """A new temporary folder in `folder` whose name holds this process's id
+  (so that a later conversion can tell it was left behind)."""
+  return tempfile.mkdtemp(prefix='%s%d-' % (prefix, os.getpid()), dir=folder)
+
+
 @contextlib.contextmanager
 def _opened(src):
   """The folder holding train/ and test/: `src` itself, or where a .zip or
@@ -49,7 +83,7 @@ def _opened(src):
   if not os.path.isfile(src):
     raise DataError('%s: expected a folder, .zip or .tar.gz of images, '
                     'found no such file or folder' % src)
-  scratch = tempfile.mkdtemp(prefix='cifar10-convert-')
+  scratch = _scratch(tempfile.gettempdir(), SCRATCH)
   try:
     try:
       if zipfile.is_zipfile(src):
@@ -59,8 +93,11 @@ def _opened(src):
         with tarfile.open(src, 'r:*') as tar:
           tar.extractall(scratch, filter='data')
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+      # tarfile's reason lists every compression it tried, a line each.
+      why = str(e).splitlines()[0].rstrip(':') if str(e) else type(
+          e).__name__
       raise DataError('%s: expected a folder, .zip or .tar.gz of images, '
-                      'found a file that is none of them (%s)' % (src, e))
+                      'found a file that is none of them (%s)' % (src, why))
     yield _root(scratch, src)
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
@@ -87,6 +124,13 @@ def _classes(root, src):
                       (src, split))
     found[split] = sorted(n for n in os.listdir(folder)
                           if os.path.isdir(os.path.join(folder, n)))
+  for split in SPLITS:
+    for name in found[split]:
+      if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise DataError('%s: expected class folder names that fit on one '
+                        'line of %s, found %s/%r (a control character in '
+                        'it); rename the folder' % (src, defaults.META_FILE,
+                                                    split, name))
   names = found['train']
   if not names:
     raise DataError('%s: expected one folder of images per class in train/, '
@@ -135,6 +179,8 @@ def convert(src, out, seed=0):
     raise DataError('%s: expected a place for new batches, found batches '
                     'there already (move them, or choose another OUT)' %
                     target)
+  _remove_stale(tempfile.gettempdir(), SCRATCH)
+  _remove_stale(out, CONVERTING)
   decode = images.Decoder()
   with _opened(src) as root:
     names = _classes(root, src)
@@ -148,7 +194,7 @@ def convert(src, out, seed=0):
     raise DataError('%s: expected test images in test/<class>/, found none' %
                     src)
   os.makedirs(out, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix='.converting-', dir=out)
+  tmp = _scratch(out, CONVERTING)
   try:
     folder = os.path.join(tmp, defaults.BATCHES_DIR)
     os.makedirs(folder)

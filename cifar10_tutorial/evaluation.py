@@ -177,12 +177,21 @@ RESULTS_NAME = 'evaluated.json'
 
 
 def _stored(eval_dir):
-  """Every result in eval_dir's results file ([] if there is none)."""
+  """Every result in eval_dir's results file ([] if there is none). A
+  damaged one is set aside (kept as <name>.damaged), in one line: its
+  results are evaluated again."""
   path = os.path.join(eval_dir, RESULTS_NAME)
-  if not os.path.exists(path):
+  try:
+    stored = rundir.read_json(path, 'eval results', [])
+    if not isinstance(stored, list):
+      raise rundir.RunDirError('%s: expected a list of eval results, found '
+                               '%s' % (path, type(stored).__name__))
+    return stored
+  except rundir.RunDirError as e:
+    os.replace(path, path + '.damaged')
+    log.warning('%s; kept it as %s and evaluating again', e,
+                RESULTS_NAME + '.damaged')
     return []
-  with open(path) as f:
-    return json.load(f)
 
 
 def written_results(eval_dir, settings):
@@ -190,7 +199,7 @@ def written_results(eval_dir, settings):
   `settings` (which data, how many examples): a result of 300 examples, or
   of the training set, is not the 10,000-image test result of its step."""
   return {r['step']: r['precision_at_1'] for r in _stored(eval_dir)
-          if r['settings'] == settings}
+          if isinstance(r, dict) and r.get('settings') == settings}
 
 
 def _remember(eval_dir, settings, step, precision_at_1):
@@ -248,51 +257,65 @@ def _evaluate(graph, writer, results, step, path, tries):
 
 
 def evaluate_once(cfg):
-  """Evaluates the latest checkpoint, unless --eval_dir already has its step.
+  """Evaluates the newest checkpoint, unless --eval_dir already has its
+  step; one that cannot be read is said in one line and the one before it
+  is tried, as the trainer does.
 
   Returns {step: precision @ 1}, or {} when there was nothing to evaluate
-  or it could not be read.
+  or none could be read.
   """
-  graph = EvalGraph(cfg)
-  results = written_results(cfg.eval_dir, graph.settings)
-  listed = checkpoints(cfg.checkpoint_dir)
-  if not listed:
+  if not os.path.isdir(cfg.checkpoint_dir):
+    log.error('error: %s: expected a train dir with checkpoints, found no '
+              'such folder', cfg.checkpoint_dir)
+    return {}
+  found = checkpoints(cfg.checkpoint_dir)
+  if not found:
     log.error('error: no checkpoint in %s', cfg.checkpoint_dir)
     return {}
-  step, path = listed[-1]
-  if step in results:
-    _report(step, results[step], 'already in %s' % cfg.eval_dir)
-    return {step: results[step]}
-  tries = collections.Counter()
-  with _summary_writer(graph, cfg.eval_dir) as writer:
-    # Retried (soon) while it is still listed and not yet readable.
-    while (step, path) in checkpoints(cfg.checkpoint_dir):
-      if _evaluate(graph, writer, results, step, path, tries):
-        break
-      time.sleep(1)
-  return {step: results[step]} if step in results else {}
+  graph = EvalGraph(cfg)   # checks the data first
+  with rundir.locked(cfg.eval_dir, role='eval'):
+    results = written_results(cfg.eval_dir, graph.settings)
+    tries = collections.Counter()
+    with _summary_writer(graph, cfg.eval_dir) as writer:
+      for step, path in reversed(found):
+        if step in results:
+          _report(step, results[step], 'already in %s' % cfg.eval_dir)
+          return {step: results[step]}
+        # Retried (soon) while it is there and not yet readable.
+        while (step, path) in checkpoints(cfg.checkpoint_dir):
+          if _evaluate(graph, writer, results, step, path, tries):
+            break
+          time.sleep(1)
+        if step in results:
+          return {step: results[step]}
+        log.info('step %d: trying the checkpoint before it', step)
+  return {}
 
 
 def watch(cfg):
   """Evaluates each new checkpoint in --checkpoint_dir, until stopped.
 
-  Looks every --eval_interval_secs; says once when it starts waiting.
+  Looks every --eval_interval_secs; says once when it starts waiting (and
+  whether the folder is there at all).
   """
-  graph = EvalGraph(cfg)
-  results = written_results(cfg.eval_dir, graph.settings)
-  if results:
-    log.info('%s already has steps %s: not evaluating them again',
-             cfg.eval_dir, ', '.join(str(s) for s in sorted(results)))
-  done, tries, waiting = set(results), collections.Counter(), False
-  with _summary_writer(graph, cfg.eval_dir) as writer:
-    while True:
-      todo = [(step, path) for step, path in checkpoints(cfg.checkpoint_dir)
-              if step not in done]
-      if not todo and not waiting:
-        log.info('waiting for a new checkpoint in %s (every %d s)',
-                 cfg.checkpoint_dir, cfg.eval_interval_secs)
-      waiting = not todo
-      for step, path in todo:
-        if _evaluate(graph, writer, results, step, path, tries):
-          done.add(step)
-      time.sleep(cfg.eval_interval_secs)
+  graph = EvalGraph(cfg)   # checks the data first
+  with rundir.locked(cfg.eval_dir, role='eval'):
+    results = written_results(cfg.eval_dir, graph.settings)
+    if results:
+      log.info('%s already has steps %s: not evaluating them again',
+               cfg.eval_dir, ', '.join(str(s) for s in sorted(results)))
+    done, tries, waiting = set(results), collections.Counter(), False
+    with _summary_writer(graph, cfg.eval_dir) as writer:
+      while True:
+        todo = [(step, path) for step, path in
+                checkpoints(cfg.checkpoint_dir) if step not in done]
+        if not todo and not waiting:
+          log.info('waiting for a new checkpoint in %s (every %d s)%s',
+                   cfg.checkpoint_dir, cfg.eval_interval_secs,
+                   '' if os.path.isdir(cfg.checkpoint_dir) else
+                   ': the folder does not exist yet')
+        waiting = not todo
+        for step, path in todo:
+          if _evaluate(graph, writer, results, step, path, tries):
+            done.add(step)
+        time.sleep(cfg.eval_interval_secs)

@@ -4,6 +4,7 @@ decoders; grayscale becomes three equal channels and alpha is dropped; the
 image is resized to 32x32 (squeezed, not cropped: the whole picture stays).
 """
 import os
+import stat
 
 import numpy as np
 import tensorflow as tf2   # its image.resize antialiases when shrinking
@@ -13,6 +14,9 @@ from cifar10_tutorial import defaults
 from cifar10_tutorial import program
 
 EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
+# Larger files are refused before they are read: a photo is a few MB, and a
+# device such as /dev/zero has no end.
+MAX_BYTES = 64 * 2**20
 
 
 class ImageError(ValueError):
@@ -64,8 +68,20 @@ class Decoder(object):
   def __call__(self, path):
     """The 32x32x3 uint8 pixels of the image file at `path`."""
     try:
-      with open(path, 'rb') as f:
-        data = f.read()
+      # Opened without waiting (a FIFO would block until a writer came),
+      # then checked to be a plain file of a sane size before reading.
+      handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+      with os.fdopen(handle, 'rb') as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+          raise ImageError('%s: expected an image file, found %s' % (
+              path, 'a folder' if stat.S_ISDIR(info.st_mode) else
+              'a device, pipe or socket, not a file'))
+        if info.st_size > MAX_BYTES:
+          raise ImageError('%s: expected an image file of at most %d MB, '
+                           'found %.0f MB' % (path, MAX_BYTES // 2**20,
+                                              info.st_size / 2**20))
+        data = f.read(MAX_BYTES + 1)
     except OSError as e:
       raise ImageError('%s: expected an image file, found %s' % (
           path, e.strerror.lower() if e.strerror else e))

@@ -47,6 +47,19 @@ _NOISE = [
                rb'error: UNAVAILABLE'),
     # An image file that does not decode: predict and convert say so, in
     # one line naming the file; TensorFlow's own report of it is a repeat.
+    # A record file deleted or made unreadable under a trainer: its input
+    # watch stops it with one line naming the file.
+    re.compile(rb'^W\d{4} .*local_rendezvous\.cc:\d+\] Local rendezvous is '
+               rb'aborting with status: (NOT_FOUND|PERMISSION_DENIED): .*\.bin;'),
+    # libjpeg's own line for such a file (a JPEG header and nothing after).
+    re.compile(rb'^Improper call to JPEG library in state \d+$'),
+    # A checkpoint save or restore that fails (a full or read-only disk, a
+    # cut or damaged file): the trainer and eval say so in one line, naming
+    # the file or folder and what they do about it.
+    re.compile(rb'^W\d{4} .*\] OP_REQUIRES failed at (save_restore_v2_ops|'
+               rb'save_restore_tensor)\.cc:\d+ : (PERMISSION_DENIED|'
+               rb'RESOURCE_EXHAUSTED|FAILED_PRECONDITION|UNAVAILABLE|'
+               rb'INTERNAL|OUT_OF_RANGE|DATA_LOSS|NOT_FOUND)'),
     re.compile(rb'^W\d{4} .*\] (OP_REQUIRES failed at decode_\w+_op\.cc|'
                rb'Local rendezvous is aborting with status: INVALID_ARGUMENT: '
                rb'(Unknown image file format|Invalid (JPEG|PNG|GIF|BMP)|'
@@ -62,7 +75,8 @@ _NO_GPU_NOISE = re.compile(rb'^E\d{4} .*cuda_platform\.cc:\d+\] failed call '
                            rb'to cuInit')
 # The lines that continue a dropped one: its op name (with its status, in a
 # distributed session), a gRPC error's details.
-_CONTINUED = re.compile(rb'^(\s+\[\[(\{\{node .*\}\}|[\w/]+)\]\]'
+_CONTINUED = re.compile(rb'^(\s+\[\[((\{\{function_node [^}]*\}\})?\{\{node .*\}\}|'
+                        rb'[\w/]+)\]\]'
                         rb'( \[type\.googleapis\.com/[^\]]*\])?|'
                         rb'Additional GRPC error information from remote '
                         rb'target .*|:UNKNOWN:Error received from peer .*)$')

@@ -50,6 +50,32 @@ def class_names(data_dir):
   return names
 
 
+def sizes(files):
+  """{path: bytes} of record files, to check them against later."""
+  return {path: os.path.getsize(path) for path in files}
+
+
+def changed(known):
+  """One line naming the first record file of `known` ({path: bytes}, as
+  sizes() gave them) that is no longer there, readable and the same size,
+  or None. For a trainer whose files change under it."""
+  for path, size in sorted(known.items()):
+    try:
+      now = os.path.getsize(path)
+    except OSError:
+      return ('%s: expected the record file training started with, found '
+              'it gone (deleted or moved while training)' % path)
+    if not os.access(path, os.R_OK):
+      return ('%s: expected a record file this program can read, found no '
+              'permission to read it (changed while training)' % path)
+    if now != size:
+      return ('%s: expected the %s bytes it had when training started, found '
+              '%s (%s while training)' % (path, format(size, ','),
+                                          format(now, ','), 'truncated' if
+                                          now < size else 'changed'))
+  return None
+
+
 def check_record_files(files, num_classes=defaults.NUM_CLASSES,
                        chunk_records=4096):
   """Checks record files before any session starts; returns the record count.

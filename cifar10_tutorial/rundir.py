@@ -5,28 +5,41 @@ how the run was made.
       path, step = rundir.resume_point(train_dir)   # newest readable checkpoint
       rundir.record_start(train_dir, settings, step, allow_changed)
 
-TensorFlow's `checkpoint` file may hold absolute paths (older runs, runs
-made with an absolute --train_dir): a copied or moved dir would then resume
-from, and rotate away, another folder's checkpoints. Here every listed
-checkpoint is resolved against the dir the list is in, files outside it are
-never used, and the trainer rewrites the list with relative names. Eval and
-TensorBoard read a locked dir as usual.
+The checkpoints of a dir are the `model.ckpt-N.index` files in it.
+TensorFlow's `checkpoint` file, which lists them, is only a hint: it may be
+missing, damaged or stale (a copy, a crash, a hand edit), and it may hold
+absolute paths (older runs, runs made with an absolute --train_dir), which
+in a copied or moved dir name another folder's files. Here every listed
+checkpoint is resolved against the dir the list is in, files outside it
+are never used, what is on disk counts whether listed or not, and the
+trainer rewrites the list with relative names. Eval and TensorBoard read a
+locked dir as usual; an eval dir has a lock of its own (one eval each).
 """
 import contextlib
 import errno
 import fcntl
+import glob
 import json
 import logging
 import os
+import re
+import shutil
 import socket
+import tempfile
 
+from google.protobuf import text_format
 import tensorflow.compat.v1 as tf
+from tensorflow.python.training import checkpoint_state_pb2
 
 from cifar10_tutorial import program
 
 log = logging.getLogger('cifar10_tutorial')
 LOCK_NAME = '.lock'
 CONFIG_NAME = 'config.json'
+STATE_NAME = 'checkpoint'   # TensorFlow's list of the checkpoints
+PREFIX = 'model.ckpt'
+_INDEX = re.compile(r'^%s-(\d+)\.index$' % re.escape(PREFIX))
+KEEP = 5   # checkpoints the trainer keeps (TensorFlow's rotation)
 
 
 class RunDirError(RuntimeError):
@@ -68,8 +81,9 @@ def make(train_dir):
 
 
 @contextlib.contextmanager
-def locked(train_dir):
-  """Holds `train_dir` for this process's trainer until the block ends.
+def locked(train_dir, role='trainer'):
+  """Holds `train_dir` for this process's `role` (a trainer; an eval, for
+  an eval dir) until the block ends.
 
   The lock is an flock on `<train_dir>/.lock`, which the kernel releases
   when the process ends however it ends, so a crash never leaves a lock
@@ -90,9 +104,10 @@ def locked(train_dir):
       handle.seek(0)
       holder = handle.read().strip() or 'another process'
       raise RunDirError(
-          '%s: expected no other trainer using it, found one running (%s); '
-          'wait for it to finish, or use another --train_dir' %
-          (train_dir, holder))
+          '%s: expected no other %s using it, found one running (%s); '
+          'wait for it to finish, or use another %s' %
+          (train_dir, role, holder, '--train_dir' if role == 'trainer'
+           else '--eval_dir'))
     handle.seek(0)
     previous = handle.read().strip()
     if previous:
@@ -116,29 +131,107 @@ def _step(path):
   return int(path.rsplit('-', 1)[1])
 
 
+def listed(train_dir):
+  """(the names train_dir's `checkpoint` file lists, None if it lists them
+  readably, else what is wrong with it: missing, not text, not a list)."""
+  path = os.path.join(train_dir, STATE_NAME)
+  try:
+    with open(path, 'rb') as f:
+      raw = f.read()
+  except FileNotFoundError:
+    return [], 'no such file'
+  except OSError as e:
+    return [], e.strerror or str(e)
+  try:
+    state = text_format.Parse(raw.decode('utf-8'),
+                              checkpoint_state_pb2.CheckpointState())
+  except (UnicodeDecodeError, text_format.ParseError) as e:
+    return [], 'not a list of checkpoints (%s)' % (
+        'binary data' if isinstance(e, UnicodeDecodeError) else
+        str(e).splitlines()[0])
+  names = list(state.all_model_checkpoint_paths)
+  if state.model_checkpoint_path and state.model_checkpoint_path not in names:
+    names.append(state.model_checkpoint_path)
+  if not names:
+    return [], 'an empty list'
+  return names, None
+
+
 def checkpoints(train_dir):
-  """[(step, path)] of the checkpoints listed in train_dir, oldest first,
-  every path inside train_dir: a listed path elsewhere (a copied or moved
-  run's) is taken from train_dir by its file name, or left out if train_dir
-  has no such checkpoint."""
-  state = tf.train.get_checkpoint_state(train_dir)
-  if not state:
-    return []
-  here = os.path.realpath(train_dir)
+  """[(step, path)] of the checkpoints in train_dir, oldest first: every
+  `model.ckpt-N.index` there, listed in its `checkpoint` file or not, and
+  the listed ones with other names that are there. A listed path elsewhere
+  (a copied or moved run's) is taken from train_dir by its file name, or
+  left out if train_dir has no such checkpoint."""
   found = {}
-  for path in state.all_model_checkpoint_paths:
-    if os.path.dirname(os.path.realpath(path)) != here:
-      path = os.path.join(train_dir, os.path.basename(path))
-      if not tf.io.gfile.exists(path + '.index'):
-        continue
-    found[_step(path)] = path
+  names, _ = listed(train_dir)
+  for path in names:
+    path = os.path.join(train_dir, os.path.basename(path))
+    try:
+      step = _step(path)
+    except ValueError:
+      continue
+    if tf.io.gfile.exists(path + '.index'):
+      found[step] = path
+  try:
+    files = os.listdir(train_dir)
+  except OSError:
+    files = []
+  for name in files:
+    match = _INDEX.match(name)
+    if match:
+      found.setdefault(int(match.group(1)),
+                       os.path.join(train_dir, name[:-len('.index')]))
   return sorted(found.items())
 
 
 def latest(train_dir):
-  """(path, step) of the newest listed checkpoint in train_dir, or (None, 0)."""
-  listed = checkpoints(train_dir)
-  return tuple(reversed(listed[-1])) if listed else (None, 0)
+  """(path, step) of the newest checkpoint in train_dir, or (None, 0)."""
+  found = checkpoints(train_dir)
+  return tuple(reversed(found[-1])) if found else (None, 0)
+
+
+def check_list(train_dir):
+  """One line, if train_dir's `checkpoint` file does not list what is
+  there (missing, damaged, naming files that are gone): the checkpoints on
+  disk are used instead. Returns whether the list needs rewriting."""
+  found = checkpoints(train_dir)
+  if not found:
+    return False
+  names, problem = listed(train_dir)
+  here = {os.path.basename(p) for _, p in found}
+  gone = sorted({os.path.basename(n) for n in names} - here)
+  if problem is None and not gone:
+    return False
+  log.warning('%s: expected the list of its checkpoints, found %s; using '
+              'the %d checkpoint%s there (the newest: step %d)', os.path.join(
+                  train_dir, STATE_NAME), problem or 'it names %s, which %s '
+              'not there' % (', '.join(gone), 'is' if len(gone) == 1 else
+                             'are'), len(found), '' if len(found) == 1
+              else 's', found[-1][0])
+  return True
+
+
+def remove_leftovers(train_dir):
+  """Removes what saves cut short left in train_dir (the trainer holds
+  its lock): `model.ckpt-N_temp` folders, and data files of a step with no
+  index (never a checkpoint that can be read). One line if any."""
+  steps = {s for s, _ in checkpoints(train_dir)}
+  gone = []
+  for path in glob.glob(os.path.join(glob.escape(train_dir),
+                                     PREFIX + '-*_temp*')):
+    shutil.rmtree(path, ignore_errors=True)
+    gone.append(os.path.basename(path))
+  for path in glob.glob(os.path.join(glob.escape(train_dir),
+                                     PREFIX + '-*.data-*')):
+    match = re.match(r'^%s-(\d+)\.data-' % re.escape(PREFIX),
+                     os.path.basename(path))
+    if match and int(match.group(1)) not in steps:
+      os.remove(path)
+      gone.append(os.path.basename(path))
+  if gone:
+    log.info('%s: removed what a save cut short left: %s', train_dir,
+             ', '.join(sorted(gone)))
 
 
 def unreadable(path):
@@ -159,30 +252,34 @@ def unreadable(path):
 def resume_point(train_dir):
   """(path, step) of the newest readable checkpoint (None, 0 for none),
   saying in one line each newer one that cannot be read. RunDirError if
-  checkpoints are listed but none can be read."""
-  listed = checkpoints(train_dir)
-  for step, path in reversed(listed):
+  there are checkpoints but none can be read: a dir with checkpoints is
+  never started over."""
+  found = checkpoints(train_dir)
+  for step, path in reversed(found):
     reason = unreadable(path)
     if reason is None:
       return path, step
     log.warning('%s: expected a readable checkpoint, found %s; trying the '
                 'one before it', path, reason)
-  if listed:
+  if found:
     raise RunDirError('%s: expected a readable checkpoint, found none of the '
-                      '%d listed readable (see above); move them away to '
-                      'start a new run' % (train_dir, len(listed)))
+                      '%d there readable (see above); move them away to '
+                      'start a new run' % (train_dir, len(found)))
   return None, 0
 
 
 def relist(train_dir, up_to_step):
   """Rewrites train_dir's checkpoint list with names relative to it (so a
-  copy or a move of the dir keeps working), ending at `up_to_step`: newer
-  ones that could not be read are no longer listed (their files stay)."""
-  kept = [p for s, p in checkpoints(train_dir) if s <= up_to_step]
+  copy or a move of the dir keeps working): the newest KEEP up to
+  `up_to_step`, the ones TensorFlow's rotation may remove. Newer ones that
+  could not be read, and older ones, are not listed (their files stay).
+  Returns the listed paths."""
+  kept = [p for s, p in checkpoints(train_dir) if s <= up_to_step][-KEEP:]
   if kept:
     tf.train.update_checkpoint_state(
         train_dir, os.path.basename(kept[-1]),
         [os.path.basename(p) for p in kept])
+  return kept
 
 
 # Settings that change the math of a run: resuming with others is refused
@@ -211,9 +308,13 @@ def record_start(train_dir, settings, step, allow_changed=False):
   """
   path = os.path.join(train_dir, CONFIG_NAME)
   earlier = []
-  if step and os.path.exists(path):
-    with open(path) as f:
-      stored = json.load(f)
+  try:
+    stored = read_json(path, 'the settings of each start of the run',
+                       None) if step else None
+  except RunDirError as e:
+    raise RunDirError('%s; move it away to resume without checking the '
+                      'settings' % e)
+  if isinstance(stored, dict):
     earlier = stored.pop('earlier_starts', []) + [stored]
     last = earlier[-1]
     changed = ['%s %s (the run has %s)' % (_LABELS[k], _show(settings.get(k)),
@@ -231,16 +332,34 @@ def record_start(train_dir, settings, step, allow_changed=False):
 
 
 def write_json(path, value):
-  """Writes `value` as JSON, atomically: a temporary file, then a rename;
-  the temporary file is removed if the write fails."""
-  tmp = path + '.tmp'
+  """Writes `value` as JSON, atomically: a temporary file of its own (two
+  writers never share one), then a rename; the temporary file is removed
+  if the write fails."""
+  folder = os.path.dirname(path) or '.'
+  tmp = None
   try:
-    with open(tmp, 'w') as f:
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path)
+                                   + '.', suffix='.tmp')
+    with os.fdopen(handle, 'w') as f:
       json.dump(value, f, indent=2, sort_keys=True)
       f.write('\n')
     os.replace(tmp, path)
   except OSError as e:
-    if os.path.exists(tmp):
+    if tmp and os.path.exists(tmp):
       os.remove(tmp)
-    raise disk_problem(os.path.dirname(path) or '.', e) or e
+    raise disk_problem(folder, e) or e
   return path
+
+
+def read_json(path, what, default):
+  """The JSON value in `path` (`default` if there is no such file);
+  RunDirError in one line if it is not JSON."""
+  try:
+    with open(path, 'rb') as f:
+      return json.loads(f.read().decode('utf-8'))
+  except FileNotFoundError:
+    return default
+  except (ValueError, UnicodeDecodeError) as e:
+    raise RunDirError('%s: expected %s as JSON, found %s' % (
+        path, what, 'binary data' if isinstance(e, UnicodeDecodeError)
+        else 'a damaged file (%s)' % e))

@@ -4,6 +4,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import defaults
 from cifar10_tutorial import rundir
+from cifar10_tutorial import stopping
 from conftest import ROOT, Running, run_module, write_data
 
 NOISE = ('Traceback', 'Enqueue operation was cancelled', 'local_rendezvous')
@@ -37,6 +39,9 @@ def _stop_with(run, signum, after):
     ('cifar10_train', signal.SIGINT, []),
     ('cifar10_multi_gpu_train', signal.SIGTERM,
      ['--num_gpus', '2', '--tower_device', 'cpu']),
+    ('cifar10_multi_gpu_train', signal.SIGINT,
+     ['--num_gpus', '2', '--tower_device', 'cpu', '--variable_update',
+      'collective']),
 ])
 def test_a_signal_saves_a_checkpoint_and_the_next_run_resumes(
     tiny_data, tmp_path, module, signum, extra):
@@ -45,7 +50,8 @@ def test_a_signal_saves_a_checkpoint_and_the_next_run_resumes(
   run = Running(module, *args)
   code = _stop_with(run, signum, 'step 4, loss')
   assert code == 128 + signum, run.output
-  assert 'stopping: finishing this step and saving a checkpoint' in run.output
+  assert 'stopping (%s): finishing this step and saving a checkpoint' % (
+      'Ctrl-C' if signum == signal.SIGINT else 'SIGTERM') in run.output
   stopped = re.search(r'interrupted at step (\d+); checkpoint saved in %s' %
                       re.escape(train_dir), run.output)
   assert stopped, run.output
@@ -94,6 +100,7 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path):
   child = _slow_stopper(tmp_path, grace=30)
   child.send_signal(signal.SIGINT)
   _wait_line(child, 'first signal')
+  time.sleep(stopping.SAME_REQUEST_SECS + 0.5)   # a person's second one
   started = time.time()
   child.send_signal(signal.SIGINT)
   rest, _ = child.communicate(timeout=10)
@@ -119,6 +126,34 @@ def test_eval_stops_on_a_signal(trained_run, tmp_path):
   code = _stop_with(run, signal.SIGTERM, 'waiting for a new checkpoint')
   assert code == 143 and 'eval stopped' in run.output
   assert 'Traceback' not in run.output
+
+
+def test_one_eval_per_eval_dir_and_a_missing_train_dir_is_said(trained_run,
+                                                                tmp_path):
+  eval_dir, missing = str(tmp_path / 'eval'), str(tmp_path / 'none')
+  data = ['--data_dir', trained_run['data_dir']]
+  run = Running('cifar10_eval', *data, '--checkpoint_dir', missing,
+                '--eval_dir', eval_dir)
+  try:
+    run.wait_for('waiting for a new checkpoint in %s (every %d s): the '
+                 'folder does not exist yet' % (missing,
+                                                defaults.EVAL_INTERVAL_SECS))
+    second = run_module('cifar10_eval', *data, '--checkpoint_dir',
+                        trained_run['train_dir'], '--eval_dir', eval_dir,
+                        '--run_once')
+  finally:
+    run.stop()
+  assert second.returncode == 1
+  assert second.stdout.strip().splitlines()[-1].endswith(
+      '%s: expected no other eval using it, found one running (process %d on '
+      '%s); wait for it to finish, or use another --eval_dir' % (
+          eval_dir, run.proc.pid, socket.gethostname()))
+  once = run_module('cifar10_eval', *data, '--checkpoint_dir', missing,
+                    '--eval_dir', eval_dir, '--run_once')
+  assert once.returncode == 1
+  assert once.stdout.strip().splitlines()[-1].endswith(
+      'error: %s: expected a train dir with checkpoints, found no such '
+      'folder' % missing)
 
 
 def test_kill_9_at_any_moment_leaves_a_run_that_resumes(tiny_data, tmp_path):
@@ -149,11 +184,87 @@ def test_leftovers_of_a_save_cut_short_are_ignored(trained_run, tmp_path):
                'model.ckpt-99.index', 'model.ckpt-99.data-00000-of-00001'):
     with open(os.path.join(train_dir, name), 'wb') as f:
       f.write(b'\x00' * 100)
+  # And what a kill -9 between a save's data and its index leaves.
+  with open(os.path.join(train_dir, 'model.ckpt-5.data-00000-of-00001'),
+            'wb') as f:
+    f.write(b'\x00' * 100)
   result = run_module('cifar10_train', '--max_steps', '8',
                       *_train_args(trained_run['data_dir'], train_dir),
                       '--batch_size', '8')   # the run's own
   assert result.returncode == 0, result.stdout + result.stderr
   assert 'model.ckpt-6 (step 6)' in result.stdout
+  # The trainer holds the dir: it removes them, saying so, and never a
+  # checkpoint with an index (model.ckpt-99 is only reported unreadable).
+  assert re.search(r'removed what a save cut short left: '
+                   r'model\.ckpt-5\.data-00000-of-00001, model\.ckpt-99_temp',
+                   result.stdout), result.stdout
+  left = os.listdir(train_dir)
+  assert 'model.ckpt-99_temp' not in left and 'model.ckpt-99.index' in left
+  assert 'model.ckpt-5.data-00000-of-00001' not in left
+
+
+@pytest.mark.parametrize('how', ['truncated', 'deleted'])
+def test_record_files_changed_under_a_trainer_stop_it_in_one_line(
+    tiny_data, tmp_path, how):
+  # Truncated, the readers find no whole record and a step would wait for
+  # a batch forever; deleted, they fail. Either way: one line, the file
+  # named, a checkpoint, exit 1, within seconds.
+  data_dir = tiny_data[0]
+  train_dir = str(tmp_path / 'train')
+  run = Running('cifar10_train', *_train_args(data_dir, train_dir))
+  run.wait_for('step 4, loss')
+  folder = os.path.join(data_dir, defaults.BATCHES_DIR)
+  for name in defaults.TRAIN_FILES:
+    if how == 'truncated':
+      _truncate(os.path.join(folder, name), 1000)
+    else:
+      os.remove(os.path.join(folder, name))
+  started = time.time()
+  try:
+    code = run.proc.wait(timeout=40)
+  finally:
+    run.stop()
+  assert code == 1, run.output
+  assert time.time() - started < 30
+  last = run.output.strip().splitlines()[-1]
+  found = ('found 1,000 (truncated while training)' if how == 'truncated'
+           else 'found it gone (deleted or moved while training)')
+  stopped = re.search(r'error: .*data_batch_\d\.bin: expected .*%s; stopped '
+                      r'at step (\d+), checkpoint saved$' % re.escape(found),
+                      last)
+  assert stopped, run.output
+  assert tf.train.latest_checkpoint(train_dir).endswith('-' + stopped.group(1))
+  for noise in NOISE:
+    assert noise not in run.output
+
+
+def test_a_signal_ends_a_program_blocked_inside_tensorflow(tmp_path):
+  # A main thread waiting inside session.run never runs Python's signal
+  # handlers; the stop's deadline still holds.
+  script = tmp_path / 'blocked.py'
+  script.write_text(
+      'import logging, sys\n'
+      'import tensorflow.compat.v1 as tf\n'
+      'from cifar10_tutorial import stopping\n'
+      'logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n'
+      'stopping.GRACE_SECS = 2\n'
+      'tf.disable_eager_execution()\n'
+      'empty = tf.FIFOQueue(1, [tf.float32]).dequeue()\n'
+      'with tf.Session() as sess, stopping.on_signals(lambda s: None):\n'
+      '  print("ready", flush=True)\n'
+      '  sess.run(empty)\n')
+  child = subprocess.Popen([sys.executable, str(script)], cwd=ROOT,
+                           env=dict(os.environ, PYTHONPATH=ROOT),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+  _wait_line(child, 'ready')
+  time.sleep(0.5)   # in session.run
+  started = time.time()
+  child.send_signal(signal.SIGTERM)
+  rest, _ = child.communicate(timeout=20)
+  assert child.returncode == 143
+  assert time.time() - started < 10
+  assert 'did not stop within 2 s: quitting' in rest
 
 
 def test_eval_skips_rotated_checkpoints_and_retries_unreadable_ones(
@@ -164,7 +275,7 @@ def test_eval_skips_rotated_checkpoints_and_retries_unreadable_ones(
   shutil.move(data, data + '.whole')
   with open(data + '.whole', 'rb') as whole, open(data, 'wb') as half:
     half.write(whole.read()[:1000])   # being written
-  # Listed, but rotated away before eval gets to it.
+  # Listed, but not there (rotated away): never read, never waited for.
   tf.train.update_checkpoint_state(train_dir, 'model.ckpt-6', [
       'model.ckpt-0', 'model.ckpt-3', 'model.ckpt-6'])
   eval_dir = str(tmp_path / 'eval')
@@ -178,7 +289,7 @@ def test_eval_skips_rotated_checkpoints_and_retries_unreadable_ones(
     run.wait_for('waiting for a new checkpoint', timeout=30)
   finally:
     run.stop()
-  assert 'step 3: %s/model.ckpt-3 is gone' % train_dir in run.output
+  assert 'model.ckpt-3' not in run.output
   assert 'will retry' in run.output
   assert re.findall(r'step (\d+): precision', run.output) == ['0', '6']
   assert 'Traceback' not in run.output

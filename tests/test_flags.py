@@ -1,6 +1,7 @@
 """Flags parse as a user means them; bad ones fail with one clear line."""
 import argparse
 import importlib
+import os
 import re
 
 import pytest
@@ -34,6 +35,26 @@ def test_bad_flags_exit_with_one_clear_line(args, message, capsys):
   with pytest.raises(SystemExit) as e:
     flags.parse('cifar10_eval', args)
   assert e.value.code == 2
+  assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('program, args, message', [
+    ('cifar10_train', ['--input_threads', '100000'],
+     'expected at most %d (4 per core on this machine\'s %d), found 100000'),
+    ('cluster_launch', ['--workers', '5000'],
+     'expected at most %d (4 per core on this machine\'s %d), found 5000'),
+    ('board', ['--port', '99999'], 'expected a port from 1 to 65535, found '
+                                   '99999'),
+])
+def test_what_a_machine_cannot_give_is_refused_before_any_thread_starts(
+    program, args, message, capsys):
+  # 100,000 input threads once took 5.7 GB and would not stop.
+  with pytest.raises(SystemExit) as e:
+    flags.parse(program, args)
+  assert e.value.code == 2
+  cores = os.cpu_count()
+  if '%d' in message:
+    message = message % (4 * cores, cores)
   assert message in capsys.readouterr().err
 
 

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import tarfile
+import tempfile
 import zipfile
 
 import numpy as np
@@ -219,6 +220,51 @@ def test_too_many_classes_an_empty_class_or_no_images_are_clear_errors(
   assert _convert_fails(str(tmp_path / 'not here'), tmp_path) == (
       'error: %s: expected a folder, .zip or .tar.gz of images, found no '
       'such file or folder' % (tmp_path / 'not here'))
+
+
+def test_a_class_name_that_cannot_be_one_line_is_refused(tmp_path):
+  src = _write_images(str(tmp_path / 'src'))
+  os.rename(os.path.join(src, 'train', 'red'),
+            os.path.join(src, 'train', 'r\ned'))
+  assert _convert_fails(src, tmp_path) == (
+      "error: %s: expected class folder names that fit on one line of "
+      "batches.meta.txt, found train/'r\\ned' (a control character in it); "
+      "rename the folder" % src)
+
+
+def test_a_file_that_is_not_an_archive_is_one_line(tmp_path):
+  junk = tmp_path / 'photos.tar.gz'
+  junk.write_bytes(b'not an archive at all' * 10)
+  assert _convert_fails(str(junk), tmp_path) == (
+      'error: %s: expected a folder, .zip or .tar.gz of images, found a file '
+      'that is none of them (file could not be opened successfully)' % junk)
+
+
+def test_what_a_killed_conversion_left_is_removed_by_the_next(converted,
+                                                              tmp_path):
+  dead = 2 ** 22 + 12345   # above the kernel's largest process id
+  scratch = os.path.join(tempfile.gettempdir(), 'cifar10-convert-%d-x' % dead)
+  out = str(tmp_path / 'out')
+  half = os.path.join(out, '.converting-%d-y' % dead)
+  for folder in (scratch, half):
+    os.makedirs(os.path.join(folder, 'partial'))
+  result = run_module('convert', '--src', converted['src'], '--out', out)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert not os.path.exists(scratch) and not os.path.exists(half)
+
+
+def test_predict_refuses_what_is_not_a_file_without_reading_it(
+    converted, trained_run, tmp_path):
+  fifo = str(tmp_path / 'pipe.png')
+  os.mkfifo(fifo)   # reading it would wait for a writer forever
+  result = run_module('predict', '--data_dir', trained_run['data_dir'],
+                      '--checkpoint_dir', trained_run['train_dir'], fifo,
+                      '/dev/zero', timeout=60)
+  assert result.returncode == 1
+  for path in (fifo, '/dev/zero'):
+    assert ('error: %s: expected an image file, found a device, pipe or '
+            'socket, not a file' % path) in result.stdout
+  assert 'Traceback' not in result.stderr
 
 
 def test_convert_never_overwrites_batches(converted):

@@ -3,6 +3,7 @@ trainers, bad checkpoints, full and read-only disks, odd paths, changed
 settings. Each as a user meets it: the CLI, one line, nothing lost."""
 import contextlib
 import glob
+import hashlib
 import http.server
 import json
 import os
@@ -24,7 +25,7 @@ from cifar10_tutorial import defaults
 from cifar10_tutorial import machine
 from cifar10_tutorial import records
 from cifar10_tutorial import rundir
-from conftest import ROOT, Running, run_module, write_data
+from conftest import NO_GPU, ROOT, Running, run_module, write_data
 
 
 def _train(data_dir, train_dir, steps, *extra):
@@ -168,10 +169,118 @@ def test_a_corrupt_latest_checkpoint_resumes_from_the_one_before(
                          trained_run['data_dir'], '--checkpoint_dir',
                          train_dir, '--eval_dir', str(tmp_path / 'eval'),
                          '--run_once')
-  assert evaluated.returncode == 1
+  # It says why it cannot read the newest, then evaluates the one before
+  # that it can read, as the trainer resumes.
+  assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
   line = [l for l in evaluated.stdout.splitlines() if 'model.ckpt-7' in l][-1]
   assert 'Graph execution error' not in line and re.search(
       r'could not read .*model\.ckpt-7 in 3 tries \(\w.+\)', line), line
+  assert 'step 7: trying the checkpoint before it' in evaluated.stdout
+  assert re.search(r'step (6|0): precision @ 1 = ', evaluated.stdout)
+  assert not re.search(r'^[IWEF]\d{4} ', evaluated.stderr, re.M), \
+      evaluated.stderr
+
+
+def _md5(path):
+  with open(path, 'rb') as f:
+    return hashlib.md5(f.read()).hexdigest()
+
+
+def _damage_list(train_dir, damage):
+  state = os.path.join(train_dir, rundir.STATE_NAME)
+  if damage == 'missing':
+    os.remove(state)
+  elif damage == 'text':
+    with open(state, 'w') as f:
+      f.write('not a list {{{\n')
+  elif damage == 'binary':
+    with open(state, 'wb') as f:
+      f.write(bytes(range(256)))
+  else:   # names a checkpoint that is gone, and not the newest there
+    tf.train.update_checkpoint_state(train_dir, 'model.ckpt-9',
+                                     ['model.ckpt-0', 'model.ckpt-9'])
+  return state
+
+
+def test_the_checkpoints_are_the_files_there_whatever_the_list_says(
+    trained_run, tmp_path):
+  for damage in ('missing', 'text', 'binary', 'stale'):
+    train_dir = str(tmp_path / damage)
+    shutil.copytree(trained_run['train_dir'], train_dir)
+    _damage_list(train_dir, damage)
+    assert [s for s, _ in rundir.checkpoints(train_dir)] == [0, 6], damage
+    assert rundir.latest(train_dir) == (
+        os.path.join(train_dir, 'model.ckpt-6'), 6)
+    assert rundir.listed(train_dir)[1] is not None or damage == 'stale'
+
+
+def test_a_damaged_checkpoint_list_resumes_from_the_files_there(
+    trained_run, tmp_path):
+  # The list only a hint: a run that has checkpoints is never started over,
+  # and none of them is rewritten. (Binary garbage once was a traceback in
+  # train and eval; a missing list, a new run over the old checkpoints.)
+  train_dir = str(tmp_path / 'train')
+  shutil.copytree(trained_run['train_dir'], train_dir)
+  newest = os.path.join(train_dir, 'model.ckpt-6.data-00000-of-00001')
+  before = _md5(newest)
+  state = _damage_list(train_dir, 'binary')
+  evaluated = run_module('cifar10_eval', '--data_dir',
+                         trained_run['data_dir'], '--checkpoint_dir',
+                         train_dir, '--eval_dir', str(tmp_path / 'eval'),
+                         '--run_once')
+  assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+  assert 'step 6: precision @ 1 = ' in evaluated.stdout
+  result = _train(trained_run['data_dir'], train_dir, 8)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert ('%s: expected the list of its checkpoints, found not a list of '
+          'checkpoints (binary data); using the 2 checkpoints there (the '
+          'newest: step 6)' % state) in result.stdout, result.stdout
+  assert 'resuming from %s/model.ckpt-6 (step 6)' % train_dir in result.stdout
+  assert 'starting a new run' not in result.stdout
+  assert _md5(newest) == before
+  assert os.path.exists(os.path.join(train_dir, 'model.ckpt-0.index'))
+  names, problem = rundir.listed(train_dir)   # rewritten
+  assert problem is None and names[-1] == 'model.ckpt-8'
+  with open(os.path.join(train_dir, rundir.CONFIG_NAME)) as f:
+    assert len(json.load(f)['earlier_starts']) == 1   # the history stays
+  for out in (result, evaluated):
+    assert 'Traceback' not in out.stderr
+    assert not re.search(r'^[IWEF]\d{4} |^WARNING:tensorflow', out.stderr,
+                         re.M), out.stderr
+
+
+def test_a_damaged_settings_file_is_one_line(trained_run, tmp_path):
+  train_dir = str(tmp_path / 'train')
+  shutil.copytree(trained_run['train_dir'], train_dir)
+  config = os.path.join(train_dir, rundir.CONFIG_NAME)
+  with open(config, 'w') as f:
+    f.write('{"half": ')
+  result = _train(trained_run['data_dir'], train_dir, 8)
+  assert result.returncode == 1
+  assert re.search(r'error: %s: expected the settings of each start of the '
+                   r'run as JSON, found a damaged file \(.+\); move it away '
+                   r'to resume without checking the settings$' %
+                   re.escape(config), _last_line(result)), result.stdout
+  assert rundir.latest(train_dir)[1] == 6 and 'Traceback' not in result.stderr
+
+
+def test_a_damaged_results_file_is_set_aside_and_evaluated_again(
+    trained_run, tmp_path):
+  eval_dir = tmp_path / 'eval'
+  eval_dir.mkdir()
+  (eval_dir / 'evaluated.json').write_bytes(b'\x00\xffnot json')
+  result = run_module('cifar10_eval', '--data_dir', trained_run['data_dir'],
+                      '--checkpoint_dir', trained_run['train_dir'],
+                      '--eval_dir', str(eval_dir), '--run_once')
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert ('evaluated.json: expected eval results as JSON, found binary data; '
+          'kept it as evaluated.json.damaged and evaluating again'
+          in result.stdout)
+  assert 'step 6: precision @ 1 = ' in result.stdout
+  assert (eval_dir / 'evaluated.json.damaged').read_bytes() == \
+      b'\x00\xffnot json'
+  assert json.loads((eval_dir / 'evaluated.json').read_text())[0]['step'] == 6
+  assert not [n for n in os.listdir(eval_dir) if n.endswith('.tmp')]
 
 
 def test_no_readable_checkpoint_is_one_line_and_exit_1(trained_run,
@@ -183,7 +292,7 @@ def test_no_readable_checkpoint_is_one_line_and_exit_1(trained_run,
   result = _train(trained_run['data_dir'], train_dir, 8)
   assert result.returncode == 1
   assert _last_line(result).endswith(
-      '%s: expected a readable checkpoint, found none of the 2 listed '
+      '%s: expected a readable checkpoint, found none of the 2 there '
       'readable (see above); move them away to start a new run' % train_dir)
   assert 'Traceback' not in result.stderr
 
@@ -318,8 +427,12 @@ def test_eval_reuses_a_stored_result_only_for_the_same_settings(trained_run,
 
 def test_a_batch_that_cannot_fit_is_refused_before_the_session(tiny_data,
                                                                tmp_path):
+  # The CPU's check (on a GPU, a step that does not fit fails when it runs,
+  # in one line too).
   train_dir = str(tmp_path / 'train')
-  result = _train(tiny_data[0], train_dir, 2, '--batch_size', '100000000')
+  result = run_module('cifar10_train', '--data_dir', tiny_data[0],
+                      '--train_dir', train_dir, '--max_steps', '2',
+                      '--batch_size', '100000000', env=NO_GPU)
   assert result.returncode == 1
   assert re.search(r'error: --batch_size 100000000: expected a batch that '
                    r'fits in memory, found a training step needs about \d+ '
@@ -355,6 +468,52 @@ def test_make_targets_take_paths_with_spaces(tmp_path):
     result = _make(*(target + common))
     assert result.returncode == 0, result.stdout + result.stderr
   assert rundir.latest(run)[1] == 2 and os.path.getsize(plot) > 0
+
+
+def test_make_variables_are_data_never_shell_code(tmp_path):
+  marker = tmp_path / 'PWNED'
+  touch = 'touch %s' % marker
+  # ($$ is make's own escape for one $: the shell's $(...) reaches the
+  # recipe as typed; make's own $(...) would be expanded by make.)
+  hostile = {
+      'TRAIN_DIR': str(tmp_path / ('a"; %s; echo "' % touch)),
+      'EVAL_DIR': str(tmp_path / ('$$(%s)`%s`' % (touch, touch))),
+      'PLOT': str(tmp_path / ("p'; %s; echo '.png" % touch)),
+  }
+  plot = _make('plot', *['%s=%s' % item for item in hostile.items()])
+  assert plot.returncode != 0
+  # The values arrived as they were typed, as paths.
+  assert '%s, %s: expected event files' % (
+      hostile['TRAIN_DIR'], hostile['EVAL_DIR'].replace('$$', '$')) in \
+      plot.stdout, plot.stdout
+  # ARGS and IMAGES: split into words, nothing more.
+  predict = _make('predict', 'IMAGES=x.png; %s' % touch, 'ARGS=; %s' % touch,
+                  'TRAIN_DIR=' + hostile['TRAIN_DIR'])
+  assert predict.returncode != 0
+  assert not marker.exists()
+
+
+def test_make_waits_for_the_trainer_it_was_stopping(tiny_data, tmp_path):
+  # SIGTERM to make's whole group (a terminal's, a job system's): the
+  # trainer saves its checkpoint and says so before make is done.
+  venv = os.path.dirname(os.path.dirname(sys.executable))
+  make = subprocess.Popen(
+      ['make', '-C', ROOT, '-o', os.path.join(venv, '.installed-stamp'),
+       'VENV=' + venv, 'train', 'DATA_DIR=' + tiny_data[0],
+       'TRAIN_DIR=' + str(tmp_path / 'train'), 'BATCH_SIZE=4',
+       'ARGS=--log_frequency 2'], stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True, start_new_session=True)
+  lines = []
+  for line in make.stdout:
+    lines.append(line)
+    if 'step 4, loss' in line:
+      os.killpg(make.pid, signal.SIGTERM)
+      break
+  lines += make.stdout.readlines()
+  make.wait(timeout=60)
+  out = ''.join(lines)
+  assert 'interrupted at step' in out, out
+  assert out.index('interrupted at step') < out.index('make: ***'), out
 
 
 def test_ctrl_c_during_a_download_leaves_nothing_and_no_traceback(tmp_path):
