@@ -12,6 +12,19 @@ from cifar10_tutorial import records
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def on_the_cpu(config=None):
+  """`config` (default: a new one) with no GPU: for tests that compare
+  numbers, which run on the CPU on every machine. On a GPU, TensorFlow's
+  default TF32 products and cuDNN's nondeterministic algorithms differ by
+  more than those tests' tolerances; what runs on GPUs is checked in
+  test_gpu.py, with tolerances of its own."""
+  import tensorflow.compat.v1 as tf
+  config = config or tf.ConfigProto()
+  config.device_count['GPU'] = 0
+  config.allow_soft_placement = True   # ops pinned to a GPU run here too
+  return config
+
+
 def random_examples(n, seed):
   rng = np.random.RandomState(seed)
   images = rng.randint(0, 256, size=(n, 32, 32, 3)).astype(np.uint8)
@@ -38,9 +51,14 @@ def tiny_data(tmp_path):
   return str(data_dir), train, test
 
 
-def run_module(module, *args, timeout=120, cwd=ROOT):
-  """Runs `python -m cifar10_tutorial.<module> args` as a user would."""
-  env = dict(os.environ, PYTHONPATH=ROOT)
+# The environment of a program that must take the CPU path on any machine.
+NO_GPU = {'CUDA_VISIBLE_DEVICES': ''}
+
+
+def run_module(module, *args, timeout=120, cwd=ROOT, env=None):
+  """Runs `python -m cifar10_tutorial.<module> args` as a user would
+  (`env`: variables to add to ours)."""
+  env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
   return subprocess.run(
       [sys.executable, '-m', 'cifar10_tutorial.' + module] + list(args),
       cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -5,10 +5,11 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import defaults
+from conftest import on_the_cpu
 
 
 def _lrn_both(x, upstream):
-  with tf.Graph().as_default(), tf.Session() as sess:
+  with tf.Graph().as_default(), tf.Session(config=on_the_cpu()) as sess:
     inputs = tf.constant(x)
     ours = cifar10.lrn_matmul(inputs, 'norm')
     theirs = tf.nn.lrn(inputs, defaults.LRN_DEPTH_RADIUS, defaults.LRN_BIAS,
@@ -47,7 +48,7 @@ def test_the_network_gives_the_same_logits_with_either_lrn():
     with tf.Graph().as_default():
       tf.set_random_seed(3)
       model = cifar10.inference(tf.constant(images, tf.float32), lrn=impl)
-      with tf.Session() as sess:
+      with tf.Session(config=on_the_cpu()) as sess:
         sess.run(tf.global_variables_initializer())
         outputs.append(sess.run(model.logits))
   _close(outputs[1], outputs[0])

@@ -5,6 +5,7 @@ import tensorflow.compat.v1 as tf
 from cifar10_tutorial import captions
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import defaults
+from conftest import on_the_cpu
 
 TUTORIAL_VARIABLES = {
     'conv1/weights': (5, 5, 3, 64), 'conv1/biases': (64,),
@@ -92,7 +93,7 @@ def test_one_step_applies_sgd_then_updates_the_shadow_weights():
     by_name = {v.op.name: v for v in tf.global_variables()}
     shadows = [by_name[v.op.name + '/ExponentialMovingAverage']
                for v in model.variables]
-    with tf.Session() as sess:
+    with tf.Session(config=on_the_cpu()) as sess:
       sess.run(tf.global_variables_initializer())
       before, g = sess.run([model.variables, grads])
       sess.run(train_op)
