@@ -198,8 +198,11 @@ class _InputWatch(object):
                                     daemon=True)
     self._thread.start()
 
-  def _watch(self):
-    while not self._done.wait(self.EVERY_SECS):
+  def check(self):
+    """The error, if the input can no longer feed the steps (also called
+    by the loop when a run found the queue closed and empty: the readers
+    can fail and close it between two looks)."""
+    if self.error is None:
       problem = records.changed(self._sizes)
       if problem is None and self._coord.should_stop():
         try:
@@ -209,6 +212,11 @@ class _InputWatch(object):
                     'them stopped: %s' % program.reason(e)
       if problem:
         self.error = records.DataError(problem)
+    return self.error
+
+  def _watch(self):
+    while not self._done.wait(self.EVERY_SECS):
+      if self.check():
         try:
           self._sess.run(self._inputs.close)
         except Exception:   # pylint: disable=broad-except
@@ -502,7 +510,7 @@ def _run(graph, cfg, config, path, checkpoint_secs, checkpoint_steps,
             losses = _steps(graph, run, count, step)
             _check(first, losses)
         except tf.errors.OutOfRangeError:
-          if not (watch and watch.error):
+          if not (watch and watch.check()):
             raise
           # The queue was closed under the run: the steps it did count.
           step = run(graph.global_step)

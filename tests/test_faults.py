@@ -66,27 +66,43 @@ def test_a_signal_saves_a_checkpoint_and_the_next_run_resumes(
                                                         step) in again.stdout
 
 
-def _slow_stopper(tmp_path, grace):
-  """A child using the real stopping module, whose clean stop would take a
-  minute (as with a stuck queue); returned once it handles signals."""
+def _child(tmp_path, source, *args):
+  """A child running `source` (which uses the real stopping module and
+  prints "ready" once it handles signals), returned at that point."""
   script = tmp_path / 'child.py'
-  script.write_text(
-      'import logging, sys, time\n'
-      'from cifar10_tutorial import stopping\n'
-      'logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n'
-      'stopping.GRACE_SECS = float(sys.argv[1])\n'
-      'def first(signum):\n'
-      '  print("first signal", flush=True)\n'
-      '  time.sleep(60)\n'
-      'with stopping.on_signals(first):\n'
-      '  print("ready", flush=True)\n'
-      '  time.sleep(60)\n')
-  child = subprocess.Popen([sys.executable, str(script), str(grace)],
+  script.write_text('import logging, sys\n'
+                    'from cifar10_tutorial import stopping\n'
+                    'logging.basicConfig(level=logging.INFO, '
+                    'stream=sys.stdout)\n' + source)
+  child = subprocess.Popen([sys.executable, str(script)] + list(args),
                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
   _wait_line(child, 'ready')
   return child
+
+
+def _slow_stopper(tmp_path, grace):
+  """A child whose clean stop would take a minute (as with a stuck queue);
+  returned once it handles signals."""
+  return _child(tmp_path,
+                'import time\n'
+                'stopping.GRACE_SECS = float(sys.argv[1])\n'
+                'def first(signum):\n'
+                '  print("first signal", flush=True)\n'
+                '  time.sleep(60)\n'
+                'with stopping.on_signals(first):\n'
+                '  print("ready", flush=True)\n'
+                '  time.sleep(60)\n', str(grace))
+
+
+def _signalled(child, signum, timeout):
+  """Sends `signum`; (exit status, seconds until the child ended, what it
+  printed after that)."""
+  started = time.time()
+  child.send_signal(signum)
+  rest, _ = child.communicate(timeout=timeout)
+  return child.returncode, time.time() - started, rest
 
 
 def _wait_line(proc, text):
@@ -101,21 +117,15 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path):
   child.send_signal(signal.SIGINT)
   _wait_line(child, 'first signal')
   time.sleep(stopping.SAME_REQUEST_SECS + 0.5)   # a person's second one
-  started = time.time()
-  child.send_signal(signal.SIGINT)
-  rest, _ = child.communicate(timeout=10)
-  assert child.returncode == 130
-  assert time.time() - started < 5
+  code, seconds, rest = _signalled(child, signal.SIGINT, 10)
+  assert code == 130 and seconds < 5
   assert 'second signal: quitting at once' in rest
 
 
 def test_a_stop_that_hangs_is_cut_short_by_the_watchdog(tmp_path):
   child = _slow_stopper(tmp_path, grace=1)
-  started = time.time()
-  child.send_signal(signal.SIGTERM)
-  rest, _ = child.communicate(timeout=15)
-  assert child.returncode == 143
-  assert time.time() - started < 10
+  code, seconds, rest = _signalled(child, signal.SIGTERM, 15)
+  assert code == 143 and seconds < 10
   assert 'did not stop within 1 s: quitting' in rest
 
 
@@ -241,29 +251,18 @@ def test_record_files_changed_under_a_trainer_stop_it_in_one_line(
 def test_a_signal_ends_a_program_blocked_inside_tensorflow(tmp_path):
   # A main thread waiting inside session.run never runs Python's signal
   # handlers; the stop's deadline still holds.
-  script = tmp_path / 'blocked.py'
-  script.write_text(
-      'import logging, sys\n'
-      'import tensorflow.compat.v1 as tf\n'
-      'from cifar10_tutorial import stopping\n'
-      'logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n'
-      'stopping.GRACE_SECS = 2\n'
-      'tf.disable_eager_execution()\n'
-      'empty = tf.FIFOQueue(1, [tf.float32]).dequeue()\n'
-      'with tf.Session() as sess, stopping.on_signals(lambda s: None):\n'
-      '  print("ready", flush=True)\n'
-      '  sess.run(empty)\n')
-  child = subprocess.Popen([sys.executable, str(script)], cwd=ROOT,
-                           env=dict(os.environ, PYTHONPATH=ROOT),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True)
-  _wait_line(child, 'ready')
+  child = _child(tmp_path,
+                 'import tensorflow.compat.v1 as tf\n'
+                 'stopping.GRACE_SECS = 2\n'
+                 'tf.disable_eager_execution()\n'
+                 'empty = tf.FIFOQueue(1, [tf.float32]).dequeue()\n'
+                 'with tf.Session() as sess, '
+                 'stopping.on_signals(lambda s: None):\n'
+                 '  print("ready", flush=True)\n'
+                 '  sess.run(empty)\n')
   time.sleep(0.5)   # in session.run
-  started = time.time()
-  child.send_signal(signal.SIGTERM)
-  rest, _ = child.communicate(timeout=20)
-  assert child.returncode == 143
-  assert time.time() - started < 10
+  code, seconds, rest = _signalled(child, signal.SIGTERM, 20)
+  assert code == 143 and seconds < 10
   assert 'did not stop within 2 s: quitting' in rest
 
 
