@@ -111,10 +111,19 @@ def _sees(gpu):
   return dict(os.environ, CUDA_VISIBLE_DEVICES='' if gpu is None else gpu)
 
 
+class LaunchError(RuntimeError):
+  """A cluster that cannot be started as asked; the message says why."""
+
+
 def launch(cfg):
   """make train-cluster: runs the cluster to the end; returns the chief's
   exit status."""
   gpus = visible_gpus()
+  if not cfg.ps and gpus and cfg.workers > len(gpus):
+    # NCCL refuses two workers of one all-reduce on the same GPU.
+    raise LaunchError('--workers %d --ps 0: expected at most one worker per '
+                      'GPU, found %d GPUs (%s)' % (
+                          cfg.workers, len(gpus), ', '.join(gpus)))
   return run(cfg, flags.to_argv(cfg, flags.TRAINING + flags.CLUSTER),
              cfg.workers, cfg.ps, [gpus[i % len(gpus)] if gpus else None
                                    for i in range(cfg.workers)],
@@ -221,7 +230,7 @@ def _supervise(servers, workers, all_reduce=False):
 
 def main(argv=None):
   return program.main('cluster_launch', __doc__, launch, argv,
-                      on_signal=program.FINISH_STEP)
+                      errors=[LaunchError], on_signal=program.FINISH_STEP)
 
 
 if __name__ == '__main__':

@@ -315,6 +315,21 @@ def test_a_taken_port_or_a_silent_host_is_one_line(tiny_data, tmp_path):
   assert 'Traceback' not in result.stderr
 
 
+def test_an_all_reduce_cluster_has_at_most_one_worker_per_gpu(tiny_data,
+                                                              tmp_path):
+  # NCCL refuses two workers of one all-reduce on the same GPU: said before
+  # anything starts (CUDA_VISIBLE_DEVICES names the GPUs the launcher has).
+  result = run_module('cluster_launch', '--workers', '3', '--ps', '0',
+                      '--data_dir', tiny_data[0], '--train_dir',
+                      str(tmp_path / 'train'), env={
+                          'CUDA_VISIBLE_DEVICES': '0,1'})
+  assert result.returncode == 1
+  assert result.stdout.strip().splitlines()[-1].endswith(
+      'error: --workers 3 --ps 0: expected at most one worker per GPU, found '
+      '2 GPUs (0, 1)')
+  assert not (tmp_path / 'train').exists()
+
+
 def test_roles_come_from_the_flags_or_tf_config():
   cfg = flags.config('cifar10_dist_train', job_name='worker', task_index=1,
                      ps_hosts='a:1', worker_hosts='b:2,c:3')
