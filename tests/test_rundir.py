@@ -444,13 +444,21 @@ def test_a_batch_that_cannot_fit_is_refused_before_the_session(tiny_data,
   machine.check_fits(4096, 2, available=16e9)   # 13.5 GB: fits
 
 
+def _user_env():
+  """Our environment as a user's shell has it: without what an outer
+  `make test` passes to the makes a test starts (they would say
+  `make[1]:`, and take its variables)."""
+  return {k: v for k, v in os.environ.items()
+          if k not in ('MAKEFLAGS', 'MAKELEVEL', 'MFLAGS', 'MAKEOVERRIDES')}
+
+
 def _make(*args):
   venv = os.path.dirname(os.path.dirname(sys.executable))
   stamp = os.path.join(venv, '.installed-stamp')
   # -o: never (re)install here; the suite already runs in the venv.
   return subprocess.run(['make', '-C', ROOT, '-o', stamp, 'VENV=' + venv] +
                         list(args), capture_output=True, text=True,
-                        timeout=240)
+                        timeout=240, env=_user_env())
 
 
 def test_make_targets_take_paths_with_spaces(tmp_path):
@@ -502,7 +510,8 @@ def test_make_waits_for_the_trainer_it_was_stopping(tiny_data, tmp_path):
        'VENV=' + venv, 'train', 'DATA_DIR=' + tiny_data[0],
        'TRAIN_DIR=' + str(tmp_path / 'train'), 'BATCH_SIZE=4',
        'ARGS=--log_frequency 2'], stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True, start_new_session=True)
+      stderr=subprocess.STDOUT, text=True, start_new_session=True,
+      env=_user_env())
   lines = []
   for line in make.stdout:
     lines.append(line)
