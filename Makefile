@@ -62,7 +62,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 # Each program is exec'd: make waits for it, so on Ctrl-C or SIGTERM its
 # last lines (the checkpoint it saved) come before make's own.
 data: $(STAMP)
-	exec $(PY) -m cifar10_tutorial.cifar10_data --data_dir "$$DATA_DIR" \
+	exec $(PY) -m cifar10_tutorial.tools.cifar10_data --data_dir "$$DATA_DIR" \
 	  $${CIFAR10_ARCHIVE:+--archive "$$CIFAR10_ARCHIVE"}
 
 train: data
@@ -77,7 +77,7 @@ train-multigpu: data
 
 # A cluster on TensorFlow's distributed runtime, on this machine's loopback.
 train-cluster: data
-	exec $(PY) -m cifar10_tutorial.cluster_launch --data_dir "$$DATA_DIR" \
+	exec $(PY) -m cifar10_tutorial.cluster.launch --data_dir "$$DATA_DIR" \
 	  --train_dir "$$TRAIN_DIR" $(STEPS) --workers "$$WORKERS" --ps "$$PS" \
 	  $(TF_FLAGS) $$ARGS
 
@@ -87,21 +87,22 @@ eval: data
 	  --run_once="$$RUN_ONCE" $(TF_FLAGS) $$ARGS
 
 predict: $(STAMP)
-	exec $(PY) -m cifar10_tutorial.predict --data_dir "$$DATA_DIR" \
+	exec $(PY) -m cifar10_tutorial.own_images.predict --data_dir "$$DATA_DIR" \
 	  --checkpoint_dir "$$TRAIN_DIR" $(TF_FLAGS) $$ARGS -- $$IMAGES
 
 convert: $(STAMP)
-	exec $(PY) -m cifar10_tutorial.convert --src "$$SRC" --out "$$OUT" $$ARGS
+	exec $(PY) -m cifar10_tutorial.own_images.convert --src "$$SRC" \
+	  --out "$$OUT" $$ARGS
 
 tensorboard: $(STAMP)
-	exec $(PY) -m cifar10_tutorial.board --logdir "$$LOGDIR" --port "$$PORT"
+	exec $(PY) -m cifar10_tutorial.tools.board --logdir "$$LOGDIR" --port "$$PORT"
 
 plot: $(STAMP)
-	exec $(PY) -m cifar10_tutorial.plot --train_dir "$$TRAIN_DIR" \
+	exec $(PY) -m cifar10_tutorial.tools.plot --train_dir "$$TRAIN_DIR" \
 	  --eval_dir "$$EVAL_DIR" --out "$$PLOT"
 
 bench: data
-	exec $(PY) -m cifar10_tutorial.bench --data_dir "$$DATA_DIR" $$ARGS
+	exec $(PY) -m cifar10_tutorial.tools.bench --data_dir "$$DATA_DIR" $$ARGS
 
 # The browser test needs Debian's chromium: installed here when possible
 # (root, registry reachable), else that one test is skipped and says why.

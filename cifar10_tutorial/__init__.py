@@ -1,17 +1,35 @@
 """The classic TensorFlow CIFAR-10 tutorial, rebuilt for TensorFlow 2.21.
 
-Modules, bottom to top: `defaults` (the tutorial's numbers), `flags` (every
-option), `records` (the record files), `cifar10_input` (records to batches),
-`cifar10` (network, loss, train op), `machine` (what this machine has),
-`placement` (where the variables live, how towers' gradients combine),
-`train_graph` (the graph for 1..N towers and the in-graph loop), `rundir`
-(a train dir: its lock, its checkpoints), `training` (the loop every
-trainer shares), `evaluation` (the eval loop's work), `stopping` and
-`children` (signals; processes that end with their parent), `program` (the
-shell every program runs in). The programs are thin: `cifar10_train`,
-`cifar10_multi_gpu_train`, `cifar10_eval`, `cifar10_dist_train`,
-`cluster_launch`, `cifar10_data`, `predict`, `convert`, `board`, `plot`,
-`bench`. Run them with `python -m cifar10_tutorial.<module> --help`.
+In front, the tutorial's five modules, as a learner meets them:
+
+  cifar10_input            record files to distorted, batched images (queues)
+  cifar10                  the network, its loss, the train op
+  cifar10_train            the trainer on one device         (`make train`)
+  cifar10_multi_gpu_train  towers on several GPUs  (`make train-multigpu`)
+  cifar10_eval             the eval loop beside training      (`make eval`)
+
+and the wings they stand on, bottom to top (a module imports only from its
+own floor or those below; the programs are thin, over the engine):
+
+  core/        the ground floor: the tutorial's numbers (defaults), the
+               record files, summaries, one-line errors, signals, the
+               processes a program starts
+  engine/      what the programs run: this machine's devices, where the
+               variables live (placement), the graph for 1..N towers, the
+               training loop, its checkpoints and train dir, the eval loop
+  cluster/     training across processes and machines: a worker's part,
+               synchronous steps, `make train-cluster`'s launcher and the
+               per-task program cifar10_dist_train
+  own_images/  your own images: convert folders to records, predict
+  tools/       around the runs: the data download, TensorBoard, plots, the
+               bench
+  shell/       what every program runs in: options (flags), logging, exit
+               status, TensorFlow's noise kept off the terminal
+
+Run a program with `python -m cifar10_tutorial.<module> --help`, e.g.
+`python -m cifar10_tutorial.cifar10_train`, `...tools.bench`,
+`...cluster.launch`; the Makefile's targets run them with the README's
+defaults.
 """
 import logging
 import os

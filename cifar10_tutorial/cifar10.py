@@ -22,10 +22,9 @@ import collections
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import captions
-from cifar10_tutorial import defaults
-from cifar10_tutorial import flags
-from cifar10_tutorial import summaries as summary
+from cifar10_tutorial.core import captions
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import summaries as summary
 
 Model = collections.namedtuple(
     'Model', ['logits', 'weight_losses', 'activations', 'variables'])
@@ -134,9 +133,9 @@ def lrn_matmul(x, name):
 
 
 def _lrn(x, name, impl):
-  if impl not in flags.LRNS:
+  if impl not in defaults.LRNS:
     raise ValueError('lrn: expected one of %s, found %r' %
-                     (', '.join(flags.LRNS), impl))
+                     (', '.join(defaults.LRNS), impl))
   if impl == 'matmul':
     return lrn_matmul(x, name)
   return tf.nn.lrn(x, defaults.LRN_DEPTH_RADIUS, bias=defaults.LRN_BIAS,
@@ -157,9 +156,9 @@ def inference(images, lrn='matmul', precision='fp32',
   Returns a Model: logits [batch, num_classes] and the weight-decay losses,
   activations and variables that the loss and summaries need.
   """
-  if precision not in flags.PRECISIONS:
+  if precision not in defaults.PRECISIONS:
     raise ValueError('precision: expected one of %s, found %r' %
-                     (', '.join(flags.PRECISIONS), precision))
+                     (', '.join(defaults.PRECISIONS), precision))
   layers = _Layers(precision)
   x = layers.conv('conv1', images, 64, bias=0.0)
   x = _lrn(_pool(x, 'pool1'), 'norm1', lrn)

@@ -12,15 +12,15 @@ trainer that holds the GPU. The work is `evaluation`'s.
 """
 if __name__ == '__main__':
   # Run as a program: hide TensorFlow's known C++ noise, before importing it.
-  from cifar10_tutorial import quiet
+  from cifar10_tutorial.shell import quiet
   quiet.install()
 
 import sys
 
 from cifar10_tutorial import cifar10
-from cifar10_tutorial import evaluation
-from cifar10_tutorial import program
-from cifar10_tutorial import rundir
+from cifar10_tutorial.engine import evaluation
+from cifar10_tutorial.engine import rundir
+from cifar10_tutorial.shell import program
 
 
 def evaluate(cfg):

@@ -1,10 +1,13 @@
 """Reads CIFAR-10 binary records and turns them into batches, with queues.
 
-The pipeline, all of it on the CPU so that GPUs only ever see finished
-batches:
+The pipeline, as the tutorial has it, on the CPU:
 
     file names -> filename queue -> fixed-length record reader -> decode
       -> distort (training) or central crop (eval) -> example queue -> batch
+
+On a GPU the trainers queue the decoded uint8 pixels instead (a "raw"
+queue, --preprocess_on device, the default there), and the batch is
+distorted on the GPU, with the same distributions (train_graph.Feed).
 
 Background threads (queue runners) fill the queues; the trainer and the eval
 loop dequeue batches from the example queue. Records are streamed from the
@@ -23,10 +26,9 @@ import collections
 
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import defaults
-from cifar10_tutorial import flags
-from cifar10_tutorial import records
-from cifar10_tutorial import summaries
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import records
+from cifar10_tutorial.core import summaries
 
 Record = collections.namedtuple('Record', ['key', 'label', 'uint8image'])
 DataError = records.DataError
@@ -238,7 +240,7 @@ def _example_queue(data_dir, eval_data, preprocess, batch_size, num_threads,
       enqueue = queue.enqueue([preprocess[0](image), record.label])
     else:
       raise ValueError('pipeline: expected one of %s, found %r' %
-                       (', '.join(flags.INPUT_PIPELINES), pipeline))
+                       (', '.join(defaults.INPUT_PIPELINES), pipeline))
     # Each thread runs the whole read-and-preprocess subgraph on its own
     # record or chunk. The trainers and eval start the runners in this
     # collection.

@@ -13,7 +13,7 @@ update. Where the variables live and how the gradients are combined is
   single-GPU trainer with its own input pipeline, staging and in-graph
   loop and its own copy of the variables; every step one NCCL all-reduce
   sums the towers' gradients. The processes are an all-reduce cluster on
-  this machine's loopback (cluster_launch.replicas, cluster.py): their
+  this machine's loopback (cluster/launch.py, cluster/worker.py): their
   lines are prefixed `tower i |`, and tower 0 writes the checkpoints.
 - cpu (the tutorial's, and the default without GPUs): one input pipeline
   fills one example queue; the variables live once on the CPU, where the
@@ -23,27 +23,27 @@ update. Where the variables live and how the gradients are combined is
   gradients summed by NCCL in the graph.
 
 With one GPU, collective and replicated build the single-device trainer's
-graph. The graph, the loop, summaries, checkpoints and resuming are
-`train_graph`'s and `training`'s, shared with the single-device trainer, so
+graph. The graph, the loop, summaries, checkpoints and resuming are the
+engine's (train_graph.py, loop.py), shared with the single-device trainer, so
 checkpoints have the same variable names and `make eval` reads them as they
 are. Checkpoints every 1,000 steps and at the last step.
 """
 if __name__ == '__main__':
   # Run as a program: hide TensorFlow's known C++ noise, before importing it.
-  from cifar10_tutorial import quiet
+  from cifar10_tutorial.shell import quiet
   quiet.install()
 
 import logging
 import sys
 
 from cifar10_tutorial import cifar10
-from cifar10_tutorial import cluster_launch
-from cifar10_tutorial import defaults
-from cifar10_tutorial import flags
-from cifar10_tutorial import machine
-from cifar10_tutorial import program
-from cifar10_tutorial import rundir
-from cifar10_tutorial import training
+from cifar10_tutorial.cluster import launch
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.engine import loop
+from cifar10_tutorial.engine import machine
+from cifar10_tutorial.engine import rundir
+from cifar10_tutorial.shell import flags
+from cifar10_tutorial.shell import program
 
 log = logging.getLogger('cifar10_tutorial')
 
@@ -62,19 +62,19 @@ def train(cfg):
     if not (cfg.save_checkpoint_secs or cfg.save_checkpoint_steps):
       argv += ['--save_checkpoint_steps',
                str(defaults.MULTI_GPU_CHECKPOINT_STEPS)]
-    return cluster_launch.replicas(cfg, devices, argv)
+    return launch.replicas(cfg, devices, argv)
   log.info('%d towers on %s, %d examples per step', len(devices),
            ', '.join(devices), examples)
   if len(devices) == 1 and cfg.variable_update in ('collective',
                                                    'replicated'):
     devices = None   # one copy on one GPU: the single-device graph
-  training.run(cfg, devices, cpu_devices,
-               checkpoint_steps=defaults.MULTI_GPU_CHECKPOINT_STEPS)
+  loop.build_and_train(cfg, devices, cpu_devices,
+                       checkpoint_steps=defaults.MULTI_GPU_CHECKPOINT_STEPS)
 
 
 def main(argv=None):
   return program.main('cifar10_multi_gpu_train', __doc__, train, argv,
-                      errors=[training.LossDivergedError,
+                      errors=[loop.LossDivergedError,
                               cifar10.ClassCountError,
                               machine.OutOfMemoryError, rundir.RunDirError,
                               machine.DeviceError],

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from cifar10_tutorial import defaults
-from cifar10_tutorial import records
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,8 +1,8 @@
 """`make bench` runs each of its parts and reports them (no speed asserted)."""
 import json
 
-from cifar10_tutorial import measure
-from cifar10_tutorial import records
+from cifar10_tutorial.core import records
+from cifar10_tutorial.tools import measure
 from conftest import run_module
 
 
@@ -11,7 +11,7 @@ def test_bench_measures_every_part_and_writes_json(tmp_path):
   records.write_random(data, 2000, 600)
   out = tmp_path / 'bench.json'
   result = run_module(
-      'bench', '--data_dir', data, '--json', str(out), '--rounds', '1',
+      'tools.bench', '--data_dir', data, '--json', str(out), '--rounds', '1',
       '--parts', 'input,train,eval,memory', '--inputs', 'batched',
       '--configs', 'default', '--evals', 'default', '--steps', '2',
       # More examples than the queue holds, so that the timed dequeues

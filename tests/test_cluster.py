@@ -12,10 +12,10 @@ import time
 import pytest
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import cluster
-from cifar10_tutorial import cluster_launch
-from cifar10_tutorial import flags
-from cifar10_tutorial import rundir
+from cifar10_tutorial.cluster import launch
+from cifar10_tutorial.cluster import worker
+from cifar10_tutorial.engine import rundir
+from cifar10_tutorial.shell import flags
 from conftest import Running, run_module
 
 TIMEOUT = 8   # --peer_timeout_secs: short, for the fault tests
@@ -48,7 +48,7 @@ class Cluster(object):
   test can kill and restart any of them."""
 
   def __init__(self, data_dir, train_dir, workers=2, *extra):
-    ports = cluster_launch.free_ports(1 + workers)
+    ports = launch.free_ports(1 + workers)
     self.hosts = ['--ps_hosts', '127.0.0.1:%d' % ports[0], '--worker_hosts',
                   ','.join('127.0.0.1:%d' % p for p in ports[1:])]
     self.args = ['--data_dir', data_dir, '--train_dir', train_dir,
@@ -58,7 +58,7 @@ class Cluster(object):
     self.tasks = {}
 
   def start(self, job, index, *extra):
-    run = Running('cifar10_dist_train', '--job_name', job, '--task_index',
+    run = Running('cluster.cifar10_dist_train', '--job_name', job, '--task_index',
                   str(index), *(self.hosts + self.args + list(extra)))
     self.tasks[job, index] = run
     return run
@@ -87,7 +87,7 @@ def new_cluster(tiny_data, tmp_path):
 def test_the_launcher_trains_a_cluster_that_eval_reads_and_make_train_resumes(
     tiny_data, tmp_path):
   data_dir, train_dir = tiny_data[0], str(tmp_path / 'train')
-  result = run_module('cluster_launch', '--workers', '2', '--ps', '1',
+  result = run_module('cluster.launch', '--workers', '2', '--ps', '1',
                       '--data_dir', data_dir, '--train_dir', train_dir,
                       '--max_steps', '30', '--batch_size', '4',
                       '--log_frequency', '10', '--steps_per_run', '10',
@@ -128,7 +128,7 @@ def test_the_launcher_trains_a_cluster_that_eval_reads_and_make_train_resumes(
 def test_synchronous_steps_average_a_batch_from_every_worker(tiny_data,
                                                              tmp_path):
   data_dir, train_dir = tiny_data[0], str(tmp_path / 'train')
-  result = run_module('cluster_launch', '--workers', '2', '--data_dir',
+  result = run_module('cluster.launch', '--workers', '2', '--data_dir',
                       data_dir, '--train_dir', train_dir, '--max_steps', '12',
                       '--batch_size', '4', '--log_frequency', '4',
                       '--sync_replicas', timeout=240)
@@ -136,15 +136,15 @@ def test_synchronous_steps_average_a_batch_from_every_worker(tiny_data,
   assert rundir.latest(train_dir)[1] == 12   # exactly: one step at a time
   with open(os.path.join(train_dir, 'config.json')) as f:
     assert json.load(f)['examples_per_step'] == 8   # 2 workers x 4
-  for worker in ('worker 0', 'worker 1'):
-    assert re.search(r'^%s \| .*step 12, loss' % worker, result.stdout,
+  for name in ('worker 0', 'worker 1'):
+    assert re.search(r'^%s \| .*step 12, loss' % name, result.stdout,
                      re.M), result.stdout
   assert not _alive(train_dir)
 
 
 def test_ctrl_c_stops_the_cluster_after_a_checkpoint(tiny_data, tmp_path):
   train_dir = str(tmp_path / 'train')
-  launcher = Running('cluster_launch', '--data_dir', tiny_data[0],
+  launcher = Running('cluster.launch', '--data_dir', tiny_data[0],
                      '--train_dir', train_dir, '--batch_size', '4',
                      '--log_frequency', '5')
   try:
@@ -168,7 +168,7 @@ def test_ctrl_c_stops_the_cluster_after_a_checkpoint(tiny_data, tmp_path):
 def test_a_killed_or_hung_up_launcher_leaves_nothing_running(
     tiny_data, tmp_path, signum, extra):
   train_dir = str(tmp_path / 'train')
-  launcher = Running('cluster_launch', '--data_dir', tiny_data[0],
+  launcher = Running('cluster.launch', '--data_dir', tiny_data[0],
                      '--train_dir', train_dir, '--batch_size', '4',
                      '--log_frequency', '5', *extra)
   try:
@@ -240,14 +240,14 @@ def test_a_lost_parameter_server_is_a_clear_error_and_the_chief_restores(
   chief.wait_for('saved checkpoint at step 10', timeout=90)
   ps.proc.kill()
   killed = time.time()
-  for worker, name in ((chief, 'worker 0'), (other, 'worker 1')):
-    assert _exit_status(worker, 60) == 1
+  for proc, name in ((chief, 'worker 0'), (other, 'worker 1')):
+    assert _exit_status(proc, 60) == 1
     assert re.search(r'error: %s: expected the cluster to answer, found it '
                      r'gone \(/job:ps/replica:0/task:0: .+\): a parameter '
                      r'server stopped\? Start the cluster again: the chief '
                      r'resumes from its last checkpoint$' % name,
-                     worker.output.strip().splitlines()[-1]), worker.output
-    assert _quiet(worker.output), worker.output
+                     proc.output.strip().splitlines()[-1]), proc.output
+    assert _quiet(proc.output), proc.output
   assert time.time() - killed < TIMEOUT
   path, step = rundir.latest(c.train_dir)
   c.start('ps', 0)
@@ -291,11 +291,11 @@ def test_a_taken_port_or_a_silent_host_is_one_line(tiny_data, tmp_path):
   taken.bind(('127.0.0.1', 0))
   taken.listen()
   port = taken.getsockname()[1]
-  silent = cluster_launch.free_ports(1)[0]   # nothing listens there
+  silent = launch.free_ports(1)[0]   # nothing listens there
   common = ['--data_dir', tiny_data[0], '--train_dir', str(tmp_path / 't'),
             '--peer_timeout_secs', '2', '--job_name', 'worker']
   try:
-    result = run_module('cifar10_dist_train', '--ps_hosts',
+    result = run_module('cluster.cifar10_dist_train', '--ps_hosts',
                         '127.0.0.1:%d' % silent, '--worker_hosts',
                         '127.0.0.1:%d' % port, *common)
   finally:
@@ -304,9 +304,9 @@ def test_a_taken_port_or_a_silent_host_is_one_line(tiny_data, tmp_path):
   assert re.search(r'error: 127\.0\.0\.1:%d: expected a free port for worker '
                    r'0, found it taken' % port,
                    result.stdout.strip().splitlines()[-1]), result.stdout
-  result = run_module('cifar10_dist_train', '--ps_hosts',
+  result = run_module('cluster.cifar10_dist_train', '--ps_hosts',
                       '127.0.0.1:%d' % silent, '--worker_hosts',
-                      '127.0.0.1:%d' % cluster_launch.free_ports(1)[0],
+                      '127.0.0.1:%d' % launch.free_ports(1)[0],
                       *common)
   assert result.returncode == 1
   assert result.stdout.strip().splitlines()[-1].endswith(
@@ -319,7 +319,7 @@ def test_an_all_reduce_cluster_has_at_most_one_worker_per_gpu(tiny_data,
                                                               tmp_path):
   # NCCL refuses two workers of one all-reduce on the same GPU: said before
   # anything starts (CUDA_VISIBLE_DEVICES names the GPUs the launcher has).
-  result = run_module('cluster_launch', '--workers', '3', '--ps', '0',
+  result = run_module('cluster.launch', '--workers', '3', '--ps', '0',
                       '--data_dir', tiny_data[0], '--train_dir',
                       str(tmp_path / 'train'), env={
                           'CUDA_VISIBLE_DEVICES': '0,1'})
@@ -333,31 +333,31 @@ def test_an_all_reduce_cluster_has_at_most_one_worker_per_gpu(tiny_data,
 def test_roles_come_from_the_flags_or_tf_config():
   cfg = flags.config('cifar10_dist_train', job_name='worker', task_index=1,
                      ps_hosts='a:1', worker_hosts='b:2,c:3')
-  assert cluster.role(cfg, {}) == cluster.Role(['a:1'], ['b:2', 'c:3'],
+  assert worker.role(cfg, {}) == worker.Role(['a:1'], ['b:2', 'c:3'],
                                                'worker', 1)
   empty = flags.config('cifar10_dist_train')
   config = {'cluster': {'chief': ['c:1'], 'worker': ['w:2'], 'ps': ['p:3']},
             'task': {'type': 'worker', 'index': 0}}
-  assert cluster.role(empty, {'TF_CONFIG': json.dumps(config)}) == \
-      cluster.Role(['p:3'], ['c:1', 'w:2'], 'worker', 1)
+  assert worker.role(empty, {'TF_CONFIG': json.dumps(config)}) == \
+      worker.Role(['p:3'], ['c:1', 'w:2'], 'worker', 1)
   config['task'] = {'type': 'chief'}
-  assert cluster.role(empty, {'TF_CONFIG': json.dumps(config)}).index == 0
+  assert worker.role(empty, {'TF_CONFIG': json.dumps(config)}).index == 0
   # Only workers: an all-reduce cluster, as TensorFlow's own strategies
   # write TF_CONFIG.
   config = {'cluster': {'worker': ['a:1', 'b:2']},
             'task': {'type': 'worker', 'index': 1}}
-  assert cluster.role(empty, {'TF_CONFIG': json.dumps(config)}) == \
-      cluster.Role([], ['a:1', 'b:2'], 'worker', 1)
+  assert worker.role(empty, {'TF_CONFIG': json.dumps(config)}) == \
+      worker.Role([], ['a:1', 'b:2'], 'worker', 1)
   config['cluster']['ps'] = 'p:3'   # a string, not a list of one
-  with pytest.raises(cluster.ClusterError) as e:
-    cluster.role(empty, {'TF_CONFIG': json.dumps(config)})
+  with pytest.raises(worker.ClusterError) as e:
+    worker.role(empty, {'TF_CONFIG': json.dumps(config)})
   assert str(e.value).startswith('TF_CONFIG: expected {"cluster": ')
   assert str(e.value).endswith('("ps" is not a list)')
-  with pytest.raises(cluster.ClusterError) as e:
-    cluster.role(empty, {})
+  with pytest.raises(worker.ClusterError) as e:
+    worker.role(empty, {})
   assert str(e.value) == ('expected --job_name, --ps_hosts and '
                           '--worker_hosts, or TF_CONFIG, found neither')
-  with pytest.raises(cluster.ClusterError):
-    cluster.role(flags.config('cifar10_dist_train', job_name='worker',
+  with pytest.raises(worker.ClusterError):
+    worker.role(flags.config('cifar10_dist_train', job_name='worker',
                               task_index=2, ps_hosts='a:1',
                               worker_hosts='b:2'), {})

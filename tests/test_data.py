@@ -5,9 +5,9 @@ import tarfile
 
 import pytest
 
-from cifar10_tutorial import cifar10_data
-from cifar10_tutorial import defaults
-from cifar10_tutorial import records
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import records
+from cifar10_tutorial.tools import cifar10_data
 from conftest import run_module, write_data
 
 
@@ -104,7 +104,7 @@ def test_download_with_wrong_md5_is_removed(tmp_path):
 
 def test_offline_says_how_to_supply_the_archive(tmp_path):
   data_dir = str(tmp_path / 'data')
-  result = run_module('cifar10_data', '--data_dir', data_dir, '--url',
+  result = run_module('tools.cifar10_data', '--data_dir', data_dir, '--url',
                       'http://127.0.0.1:9/cifar-10-binary.tar.gz')
   assert result.returncode == 1
   lines = result.stdout.strip().splitlines()

@@ -12,7 +12,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10_input
-from cifar10_tutorial import defaults
+from cifar10_tutorial.core import defaults
 
 DRAWS = 2000
 SIZE = defaults.IMAGE_SIZE

@@ -11,9 +11,9 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
-from cifar10_tutorial import defaults
-from cifar10_tutorial import evaluation
-from cifar10_tutorial import flags
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.engine import evaluation
+from cifar10_tutorial.shell import flags
 from conftest import Running, run_module, summary_tags
 
 

@@ -12,9 +12,9 @@ import time
 import pytest
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import defaults
-from cifar10_tutorial import rundir
-from cifar10_tutorial import stopping
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import stopping
+from cifar10_tutorial.engine import rundir
 from conftest import ROOT, Running, run_module, write_data
 
 NOISE = ('Traceback', 'Enqueue operation was cancelled', 'local_rendezvous')

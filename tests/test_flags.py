@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from cifar10_tutorial import flags
+from cifar10_tutorial.shell import flags
 
 
 @pytest.mark.parametrize('args, expected', [
@@ -65,9 +65,10 @@ def test_max_steps_must_be_positive(capsys):
 
 
 @pytest.mark.parametrize('module', [
-    'cifar10_train', 'cifar10_multi_gpu_train', 'cifar10_eval', 'cifar10_data',
-    'plot', 'bench', 'predict', 'convert', 'board', 'cifar10_dist_train',
-    'cluster_launch'])
+    'cifar10_train', 'cifar10_multi_gpu_train', 'cifar10_eval',
+    'tools.cifar10_data', 'tools.plot', 'tools.bench', 'own_images.predict',
+    'own_images.convert', 'tools.board', 'cluster.cifar10_dist_train',
+    'cluster.launch'])
 def test_every_entry_point_documents_each_option_and_its_default(module,
                                                                  capsys):
   entry = importlib.import_module('cifar10_tutorial.' + module)
@@ -81,7 +82,9 @@ def test_every_entry_point_documents_each_option_and_its_default(module,
   options = {e.split()[0].rstrip(','): ' '.join(e.split()) for e in entries
              if e.strip().startswith('--') and not e.strip().startswith(
                  '--help')}
-  declared = [o.name for o in flags._flat(flags.PROGRAMS[module])
+  program = {'cluster.launch': 'cluster_launch'}.get(
+      module, module.rsplit('.', 1)[-1])
+  declared = [o.name for o in flags._flat(flags.PROGRAMS[program])
               if isinstance(o, flags.Option) and
               o.kwargs.get('help') is not argparse.SUPPRESS]
   assert sorted(options) == sorted('--' + n for n in declared)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import defaults
-from cifar10_tutorial import machine
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.engine import machine
 from conftest import run_module
 from test_steps import _two_ways, _weights
 
@@ -103,5 +103,5 @@ def test_the_multi_gpu_default_is_a_process_per_gpu_with_nccl(tiny_data,
 
 @needs_two_gpus
 def test_an_all_reduce_cluster_gives_each_worker_a_gpu(tiny_data, tmp_path):
-  _a_process_per_gpu('cluster_launch', tiny_data, tmp_path, '--workers', '2',
+  _a_process_per_gpu('cluster.launch', tiny_data, tmp_path, '--workers', '2',
                      '--ps', '0')

@@ -6,9 +6,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10_input
-from cifar10_tutorial import defaults
-from cifar10_tutorial import flags
-from cifar10_tutorial import records
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import records
 from conftest import random_examples
 
 
@@ -68,7 +67,7 @@ def test_eval_crop_is_the_standardized_centre():
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('pipeline', flags.INPUT_PIPELINES)
+@pytest.mark.parametrize('pipeline', defaults.INPUT_PIPELINES)
 def test_training_batches_have_the_right_shapes_and_labels(tiny_data,
                                                            pipeline):
   data_dir, (_, train_labels), _ = tiny_data
@@ -85,7 +84,7 @@ def test_training_batches_have_the_right_shapes_and_labels(tiny_data,
     assert lbls.shape == (8,) and set(lbls) <= set(train_labels)
 
 
-@pytest.mark.parametrize('pipeline', flags.INPUT_PIPELINES)
+@pytest.mark.parametrize('pipeline', defaults.INPUT_PIPELINES)
 def test_a_raw_queue_serves_the_records_pixels_for_the_device_to_finish(
     tiny_data, pipeline):
   data_dir, (train_images, train_labels), _ = tiny_data
@@ -148,7 +147,7 @@ def test_missing_data_names_the_path_and_suggests_make_data(tmp_path):
   assert 'make data' in message
 
 
-@pytest.mark.parametrize('pipeline', flags.INPUT_PIPELINES)
+@pytest.mark.parametrize('pipeline', defaults.INPUT_PIPELINES)
 def test_eval_inputs_read_every_record_once_in_file_order(tiny_data,
                                                           pipeline):
   data_dir, _, (images, labels) = tiny_data   # 30 test records

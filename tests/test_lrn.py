@@ -4,7 +4,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10
-from cifar10_tutorial import defaults
+from cifar10_tutorial.core import defaults
 from conftest import on_the_cpu
 
 

@@ -2,9 +2,9 @@
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import captions
 from cifar10_tutorial import cifar10
-from cifar10_tutorial import defaults
+from cifar10_tutorial.core import captions
+from cifar10_tutorial.core import defaults
 from conftest import on_the_cpu
 
 TUTORIAL_VARIABLES = {

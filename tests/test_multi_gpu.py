@@ -5,10 +5,10 @@ import re
 import pytest
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import flags
-from cifar10_tutorial import machine
-from cifar10_tutorial import placement
-from cifar10_tutorial import train_graph
+from cifar10_tutorial.engine import machine
+from cifar10_tutorial.engine import placement
+from cifar10_tutorial.engine import train_graph
+from cifar10_tutorial.shell import flags
 from conftest import run_module, summary_tags
 from test_steps import _fixed_queue
 

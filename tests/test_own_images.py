@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image   # matplotlib's dependency: in the venv already
 
-from cifar10_tutorial import captions
-from cifar10_tutorial import convert
-from cifar10_tutorial import defaults
-from cifar10_tutorial import records
+from cifar10_tutorial.core import captions
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import records
+from cifar10_tutorial.own_images import convert
 from conftest import run_module
 
 COLORS = {'blue': (30, 30, 200), 'green': (30, 200, 30), 'red': (200, 30, 30)}
@@ -47,7 +47,7 @@ def converted(tmp_path_factory):
   with open(os.path.join(src, 'train', 'red', 'README.txt'), 'w') as f:
     f.write('not an image')
   out = str(base / 'my data')
-  result = run_module('convert', '--src', src, '--out', out)
+  result = run_module('own_images.convert', '--src', src, '--out', out)
   assert result.returncode == 0, result.stdout + result.stderr
   return dict(base=base, src=src, out=out, result=result)
 
@@ -117,7 +117,7 @@ def test_converted_data_trains_evaluates_and_predicts(converted, tmp_path):
   src = converted['src']
   files = [os.path.join(src, 'test', 'red', '00.png'),
            os.path.join(src, 'test', 'green')]
-  predicted = run_module('predict', '--data_dir', out, '--checkpoint_dir',
+  predicted = run_module('own_images.predict', '--data_dir', out, '--checkpoint_dir',
                          train_dir, *files)
   assert predicted.returncode == 0, predicted.stdout + predicted.stderr
   lines = predicted.stdout.strip().splitlines()
@@ -134,7 +134,7 @@ def test_converted_data_trains_evaluates_and_predicts(converted, tmp_path):
     probabilities = [float(p) for p in row[1::2]]
     assert probabilities == sorted(probabilities, reverse=True)
     assert abs(sum(probabilities) - 1) < 0.01
-  as_json = run_module('predict', '--json', '--data_dir', out,
+  as_json = run_module('own_images.predict', '--json', '--data_dir', out,
                        '--checkpoint_dir', train_dir, files[0])
   document = json.loads(as_json.stdout)
   assert document['step'] == 30 and document['errors'] == []
@@ -148,7 +148,7 @@ def test_predict_says_which_files_failed_and_still_classifies_the_rest(
   empty.write_bytes(b'')
   page.write_text('<html>Not Found</html>')
   good = os.path.join(converted['src'], 'test', 'blue', '00.png')
-  result = run_module('predict', '--data_dir', trained_run['data_dir'],
+  result = run_module('own_images.predict', '--data_dir', trained_run['data_dir'],
                       '--checkpoint_dir', trained_run['train_dir'],
                       str(empty), good, str(page), str(tmp_path / 'gone.gif'))
   assert result.returncode == 1
@@ -188,7 +188,7 @@ def test_a_checkpoint_for_other_classes_is_one_line(converted, trained_run,
 
 def _convert_fails(src, tmp_path):
   out = str(tmp_path / 'out')
-  result = run_module('convert', '--src', src, '--out', out)
+  result = run_module('own_images.convert', '--src', src, '--out', out)
   assert result.returncode == 1
   assert 'Traceback' not in result.stderr
   assert not os.path.exists(os.path.join(out, defaults.BATCHES_DIR))
@@ -248,7 +248,7 @@ def test_what_a_killed_conversion_left_is_removed_by_the_next(converted,
   half = os.path.join(out, '.converting-%d-y' % dead)
   for folder in (scratch, half):
     os.makedirs(os.path.join(folder, 'partial'))
-  result = run_module('convert', '--src', converted['src'], '--out', out)
+  result = run_module('own_images.convert', '--src', converted['src'], '--out', out)
   assert result.returncode == 0, result.stdout + result.stderr
   assert not os.path.exists(scratch) and not os.path.exists(half)
 
@@ -257,7 +257,7 @@ def test_predict_refuses_what_is_not_a_file_without_reading_it(
     converted, trained_run, tmp_path):
   fifo = str(tmp_path / 'pipe.png')
   os.mkfifo(fifo)   # reading it would wait for a writer forever
-  result = run_module('predict', '--data_dir', trained_run['data_dir'],
+  result = run_module('own_images.predict', '--data_dir', trained_run['data_dir'],
                       '--checkpoint_dir', trained_run['train_dir'], fifo,
                       '/dev/zero', timeout=60)
   assert result.returncode == 1
@@ -268,7 +268,7 @@ def test_predict_refuses_what_is_not_a_file_without_reading_it(
 
 
 def test_convert_never_overwrites_batches(converted):
-  result = run_module('convert', '--src', converted['src'], '--out',
+  result = run_module('own_images.convert', '--src', converted['src'], '--out',
                       converted['out'])
   assert result.returncode == 1
   assert result.stdout.strip().endswith(

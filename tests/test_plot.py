@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from conftest import run_module
-from cifar10_tutorial import summaries
+from cifar10_tutorial.core import summaries
 
 
 def test_plot_reads_the_run_and_writes_a_png(trained_run, tmp_path):
@@ -12,7 +12,7 @@ def test_plot_reads_the_run_and_writes_a_png(trained_run, tmp_path):
                     '--checkpoint_dir', trained_run['train_dir'],
                     '--eval_dir', eval_dir, '--run_once').returncode == 0
   out = str(tmp_path / 'plot.png')
-  result = run_module('plot', '--train_dir', trained_run['train_dir'],
+  result = run_module('tools.plot', '--train_dir', trained_run['train_dir'],
                       '--eval_dir', eval_dir, '--out', out)
   assert result.returncode == 0, result.stdout + result.stderr
   assert 'points' in result.stdout
@@ -26,7 +26,7 @@ def test_plot_reads_the_run_and_writes_a_png(trained_run, tmp_path):
 
 
 def test_plot_of_nothing_says_so(tmp_path):
-  result = run_module('plot', '--train_dir', str(tmp_path / 'none'),
+  result = run_module('tools.plot', '--train_dir', str(tmp_path / 'none'),
                       '--eval_dir', str(tmp_path / 'none'), '--out',
                       str(tmp_path / 'plot.png'))
   assert result.returncode == 1

@@ -4,8 +4,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10
-from cifar10_tutorial import flags
-from cifar10_tutorial import machine
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.engine import machine
 
 
 def _logits_and_gradients(precision, images, labels):
@@ -32,7 +32,7 @@ def runs():
   images = rng.normal(size=(8, 24, 24, 3)).astype(np.float32)
   labels = rng.randint(0, 10, 8).astype(np.int32)
   return {p: _logits_and_gradients(p, images, labels)
-          for p in flags.PRECISIONS}
+          for p in defaults.PRECISIONS}
 
 
 def _relative(a, b):

@@ -7,7 +7,7 @@ import sys
 
 from conftest import ROOT
 
-from cifar10_tutorial import progress
+from cifar10_tutorial.core import progress
 
 
 def _run_on_a_terminal(args):

@@ -19,12 +19,12 @@ import time
 import pytest
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import board
-from cifar10_tutorial import cifar10_data
-from cifar10_tutorial import defaults
-from cifar10_tutorial import machine
-from cifar10_tutorial import records
-from cifar10_tutorial import rundir
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import records
+from cifar10_tutorial.engine import machine
+from cifar10_tutorial.engine import rundir
+from cifar10_tutorial.tools import board
+from cifar10_tutorial.tools import cifar10_data
 from conftest import NO_GPU, ROOT, Running, run_module, write_data
 
 
@@ -357,8 +357,9 @@ def test_a_failed_save_leaves_no_temp_files(tmp_path, monkeypatch):
       raise tf.errors.ResourceExhaustedError(
           None, None, 'model.ckpt-3_temp/part-00000; No space left on device')
 
-  from cifar10_tutorial import training
-  checkpoints = training._Checkpoints(FullSaver(), None, train_dir, None, 1)
+  from cifar10_tutorial.engine import checkpoints as checkpoints_lib
+  checkpoints = checkpoints_lib.Checkpoints(FullSaver(), None, train_dir,
+                                            None, 1)
   with pytest.raises(rundir.RunDirError) as e:
     checkpoints.save(3)
   assert str(e.value) == ('%s: expected room to write, found the disk full '
@@ -542,7 +543,7 @@ def test_ctrl_c_during_a_download_leaves_nothing_and_no_traceback(tmp_path):
   threading.Thread(target=server.serve_forever, daemon=True).start()
   data_dir = str(tmp_path / 'data')
   try:
-    run = Running('cifar10_data', '--data_dir', data_dir, '--url',
+    run = Running('tools.cifar10_data', '--data_dir', data_dir, '--url',
                   'http://127.0.0.1:%d/x.tar.gz' % server.server_address[1])
     run.wait_for('downloading')
     time.sleep(0.5)
@@ -565,7 +566,7 @@ def test_make_data_cleans_up_after_a_killed_extraction(tmp_path):
     tar.add(str(source / defaults.BATCHES_DIR), defaults.BATCHES_DIR)
   data_dir = tmp_path / 'data'
   (data_dir / '.extracting-abc123' / defaults.BATCHES_DIR).mkdir(parents=True)
-  result = run_module('cifar10_data', '--data_dir', str(data_dir),
+  result = run_module('tools.cifar10_data', '--data_dir', str(data_dir),
                       '--archive', archive)
   assert result.returncode == 0, result.stdout + result.stderr
   assert ('removed %s, left by an extraction that was cut short' %
@@ -603,7 +604,7 @@ def test_tensorboard_on_a_busy_port_says_so_in_one_line():
     taken.bind(('127.0.0.1', 0))
     taken.listen()
     port = taken.getsockname()[1]
-    result = run_module('board', '--logdir', ROOT, '--port', str(port))
+    result = run_module('tools.board', '--logdir', ROOT, '--port', str(port))
   assert result.returncode == 1
   assert result.stdout.strip() == (
       'error: port %d: expected a free port for TensorBoard, found it in use '

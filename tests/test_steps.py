@@ -14,13 +14,13 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10_input
-from cifar10_tutorial import cluster
-from cifar10_tutorial import cluster_launch
-from cifar10_tutorial import defaults
-from cifar10_tutorial import flags
-from cifar10_tutorial import machine
-from cifar10_tutorial import placement
-from cifar10_tutorial import train_graph
+from cifar10_tutorial.cluster import launch
+from cifar10_tutorial.cluster import worker
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.engine import machine
+from cifar10_tutorial.engine import placement
+from cifar10_tutorial.engine import train_graph
+from cifar10_tutorial.shell import flags
 from conftest import on_the_cpu
 from test_model import TUTORIAL_VARIABLES
 
@@ -185,17 +185,17 @@ def _two_ways(towers, batch, update, steps=3, tower_device='cpu'):
 
 def _collective(replicas, steps=3):
   """`steps` steps of `replicas` processes (threads here, each with its
-  own graph, session and loopback server, as cluster.train builds them),
+  own graph, session and loopback server, as worker.train builds them),
   each taking every replicas-th batch of BATCH, from _weights() given to
   the chief alone (the others start from its broadcast). Returns the
   chief's variables and saved names, and every replica's variables."""
-  ports = cluster_launch.free_ports(replicas)
-  role = cluster.Role([], ['127.0.0.1:%d' % p for p in ports], 'worker', 0)
+  ports = launch.free_ports(replicas)
+  role = worker.Role([], ['127.0.0.1:%d' % p for p in ports], 'worker', 0)
   # In one process, tasks cannot each have a GPU: on the CPU, as the
   # processes of a CPU machine would.
   spec = tf.train.ClusterSpec({'worker': role.workers})
   servers = [tf.train.Server(spec, 'worker', i,
-                             config=on_the_cpu(cluster._config(role)))
+                             config=on_the_cpu(worker._config(role)))
              for i in range(replicas)]
   results, errors = [None] * replicas, []
 
@@ -215,7 +215,7 @@ def _collective(replicas, steps=3):
         start = [variables[n + suffix].assign(v) for n, v in
                  _weights().items()
                  for suffix in ('', '/ExponentialMovingAverage')]
-        config = on_the_cpu(cluster._config(role))
+        config = on_the_cpu(worker._config(role))
         config.device_filters.append(task)
         with tf.Session(servers[i].target, config=config) as sess:
           sess.run([tf.global_variables_initializer(),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import summaries
+from cifar10_tutorial.core import summaries
 
 
 def _values():

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import flags
-from cifar10_tutorial import machine
-from cifar10_tutorial import train_graph
-from cifar10_tutorial import training
+from cifar10_tutorial.engine import loop
+from cifar10_tutorial.engine import machine
+from cifar10_tutorial.engine import train_graph
+from cifar10_tutorial.shell import flags
 
 
 @pytest.mark.parametrize('steps_per_run, checkpoint_steps', [(1, 1), (10, 3)])
@@ -29,8 +29,8 @@ def test_nan_loss_stops_before_its_step_is_checkpointed(tmp_path,
                            if with_summaries else [])
 
     graph = train_graph.loop_graph(step, global_step, 1)
-    with pytest.raises(training.LossDivergedError) as e:
-      training.train(graph, cfg, machine.session_config(cfg),
+    with pytest.raises(loop.LossDivergedError) as e:
+      loop.train(graph, cfg, machine.session_config(cfg),
                      checkpoint_steps=checkpoint_steps)
   message = str(e.value)
   assert message.startswith('the loss became nan at step 4;')

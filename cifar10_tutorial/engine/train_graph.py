@@ -4,7 +4,7 @@
     graph = build_graph(cfg, placement.for_towers(          # cifar10_multi_gpu_train
         'replicated', ['/gpu:0', '/gpu:1']))
     graph = build_graph(cfg, placement.Collective(...))     # one process of N
-    training.train(graph, cfg, config)                      # the loop: training.py
+    loop.train(graph, cfg, config)                          # the loop: loop.py
 
 The placement (placement.py) says where the variables live and how the
 towers' gradients are combined: with none, the graph is the single-device
@@ -28,10 +28,10 @@ from tensorflow.python.ops import data_flow_ops
 
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
-from cifar10_tutorial import defaults
-from cifar10_tutorial import machine
-from cifar10_tutorial import placement as placements
-from cifar10_tutorial import records
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import records
+from cifar10_tutorial.engine import machine
+from cifar10_tutorial.engine import placement as placements
 
 # What build_graph makes and train runs.
 TrainGraph = collections.namedtuple('TrainGraph', [
@@ -47,7 +47,7 @@ TrainGraph = collections.namedtuple('TrainGraph', [
                       # None elsewhere
     'agreement',      # processes that train together: their vote to stop
                       # (placement.Agreement), run before each run; or None
-    'inputs',         # an Inputs: what the steps read, for training's watch
+    'inputs',         # an Inputs: what the steps read, for the input watch
 ])
 # The record files the training queue reads ([] for a test's queue), and
 # the op that closes it (cancelling its readers), so that a step waiting

@@ -1,6 +1,6 @@
 """Plots a run: training loss and eval precision @ 1, by step and by time.
 
-    python -m cifar10_tutorial.plot --train_dir train_dirs/cifar10_train \\
+    python -m cifar10_tutorial.tools.plot --train_dir train_dirs/cifar10_train \\
         --eval_dir train_dirs/cifar10_eval --out train_dirs/cifar10_plot.png
 
 Reads the event files that the trainer and the eval loop wrote (the same
@@ -9,15 +9,15 @@ and writes one PNG: loss and precision against the global step, and against
 hours of wall time since the run started. This is what `make plot` runs.
 """
 if __name__ == '__main__':
-  from cifar10_tutorial import quiet
+  from cifar10_tutorial.shell import quiet
   quiet.install()
 
 import logging
 import os
 import sys
 
-from cifar10_tutorial import program
-from cifar10_tutorial import summaries
+from cifar10_tutorial.core import summaries
+from cifar10_tutorial.shell import program
 
 log = logging.getLogger('cifar10_tutorial')
 LOSS_TAG, PRECISION_TAG = summaries.LOSS_TAG, summaries.PRECISION_TAG

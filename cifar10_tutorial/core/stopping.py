@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from cifar10_tutorial import children
+from cifar10_tutorial.core import children
 
 log = logging.getLogger('cifar10_tutorial')
 GRACE_SECS = 25

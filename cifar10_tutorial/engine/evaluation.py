@@ -14,7 +14,6 @@ name for top-1 accuracy, and stays the TensorBoard tag.
 import collections
 import contextlib
 import io
-import json
 import logging
 import os
 import struct
@@ -25,12 +24,12 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
-from cifar10_tutorial import defaults
-from cifar10_tutorial import program
-from cifar10_tutorial import progress
-from cifar10_tutorial import records
-from cifar10_tutorial import rundir
-from cifar10_tutorial import summaries
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import errors
+from cifar10_tutorial.core import progress
+from cifar10_tutorial.core import records
+from cifar10_tutorial.core import summaries
+from cifar10_tutorial.engine import rundir
 
 log = logging.getLogger('cifar10_tutorial')
 
@@ -96,7 +95,7 @@ class EvalGraph(object):
         raise   # not a checkpoint that is not readable yet: never will be
       except (ValueError, tf.errors.OpError) as e:
         raise CheckpointError(rundir.unreadable(checkpoint_path) or
-                              program.reason(e))
+                              errors.reason(e))
       coord = tf.train.Coordinator()
       threads = tf.train.start_queue_runners(sess, coord)
       true_count = counted = 0

@@ -10,8 +10,8 @@ import numpy as np
 import tensorflow as tf2   # its image.resize antialiases when shrinking
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import defaults
-from cifar10_tutorial import program
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import errors
 
 EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
 # Larger files are refused before they are read: a photo is a few MB, and a
@@ -93,7 +93,7 @@ class Decoder(object):
     except tf.errors.OpError as e:
       raise ImageError('%s: expected a JPEG, PNG, GIF or BMP image, found '
                        'data that is not one (%s)' % (
-                           path, program.reason(e).rstrip('.')))
+                           path, errors.reason(e).rstrip('.')))
 
   def close(self):
     self._sess.close()

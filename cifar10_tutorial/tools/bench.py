@@ -1,8 +1,8 @@
 """Measures the input pipeline, training, eval and memory, side by side.
 
-    python -m cifar10_tutorial.bench                 # what `make bench` runs
-    python -m cifar10_tutorial.bench --parts train --steps 300 --rounds 3
-    python -m cifar10_tutorial.bench --parts eval --evals default,bf16
+    python -m cifar10_tutorial.tools.bench                 # what `make bench` runs
+    python -m cifar10_tutorial.tools.bench --parts train --steps 300 --rounds 3
+    python -m cifar10_tutorial.tools.bench --parts eval --evals default,bf16
 
 Every measurement runs in a process of its own (measure.py: TensorFlow
 fixes its kernel choice when it loads), and the configurations of a part
@@ -61,9 +61,9 @@ Whole runs (--runs), for the sustained and accuracy parts:
                   default with XLA's CUDA-graph command buffers off, or on
                   for every kind of kernel (XLA_FLAGS)
   cluster1, cluster2
-                  cluster_launch (make train-cluster) with 1 or 2 workers
+                  cluster.launch (make train-cluster) with 1 or 2 workers
                   and 1 parameter server on this machine, asynchronous
-  allreduce2      cluster_launch with 2 workers and no parameter server:
+  allreduce2      cluster.launch with 2 workers and no parameter server:
                   they all-reduce (a GPU each)
 
 The accuracy part trains every run on the same number of examples:
@@ -76,7 +76,7 @@ test: nothing here passes or fails.
 """
 if __name__ == '__main__':
   # The sustained and accuracy parts read event files with TensorFlow.
-  from cifar10_tutorial import quiet
+  from cifar10_tutorial.shell import quiet
   quiet.install()
 
 import json
@@ -91,10 +91,10 @@ import time
 import numpy as np
 
 import cifar10_tutorial
-from cifar10_tutorial import children
-from cifar10_tutorial import defaults
-from cifar10_tutorial import flags
-from cifar10_tutorial import records
+from cifar10_tutorial.core import children
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import records
+from cifar10_tutorial.shell import flags
 
 # The configurations: environment and flag overrides for the child process.
 _TUTORIAL_ENV = {'TF_ENABLE_ONEDNN_OPTS': '0'}
@@ -109,7 +109,7 @@ TRAIN = {
                'towers': 2},
     'bf16': {'flags': {'precision': 'bf16'}, 'slow': True},
 }
-INPUT = {name: {} for name in flags.INPUT_PIPELINES}
+INPUT = {name: {} for name in defaults.INPUT_PIPELINES}
 EVAL = {
     'tutorial': {'env': _TUTORIAL_ENV,
                  'flags': dict(batch_size=128, lrn='tf', **_PER_EXAMPLE)},
@@ -149,12 +149,12 @@ RUNS = {
                      'flags': ['--num_gpus', '2', '--variable_update',
                                'first_tower'], 'towers': 2},
     # Asynchronous: a global step is one worker's batch.
-    'cluster1': {'program': 'cluster_launch',
+    'cluster1': {'program': 'cluster.launch',
                  'flags': ['--workers', '1', '--ps', '1']},
-    'cluster2': {'program': 'cluster_launch',
+    'cluster2': {'program': 'cluster.launch',
                  'flags': ['--workers', '2', '--ps', '1']},
     # Synchronous: a global step is a batch from each worker.
-    'allreduce2': {'program': 'cluster_launch',
+    'allreduce2': {'program': 'cluster.launch',
                    'flags': ['--workers', '2', '--ps', '0'], 'towers': 2},
     # XLA's GPU runtime can replay a step's kernels as CUDA graphs
     # ("command buffers"): off, and on for every kind of kernel.
@@ -252,7 +252,7 @@ class Runner(object):
 
   def run(self, kind, name, data_dir, env=None, round_=1):
     a = self.args
-    cmd = [sys.executable, '-m', 'cifar10_tutorial.measure', '--worker',
+    cmd = [sys.executable, '-m', 'cifar10_tutorial.tools.measure', '--worker',
            '%s:%s' % (kind, name), '--data_dir', data_dir,
            '--steps', str(a.steps), '--warmup', str(a.warmup),
            '--batch_size', str(a.batch_size),
@@ -351,7 +351,7 @@ class Runner(object):
 def _sustained(train_dir, warmup, steps, examples_per_step, gpu, gpus):
   """Rates from the trainer's own logged examples/sec events: their wall
   times time every step from --run_warmup to the end."""
-  from cifar10_tutorial import summaries   # TensorFlow: only for these parts
+  from cifar10_tutorial.core import summaries   # TensorFlow: only for these parts
   points = [p for p in summaries.read_scalars(train_dir, 'examples_per_sec')
             if p[1] >= warmup]
   (start, first, _), (end, last, _) = points[0], points[-1]

@@ -256,7 +256,7 @@ class Collective(OneDevice):
     # No timeout on the collectives of every step or run: TensorFlow keeps
     # a sleeping thread per timed collective for the whole timeout (700
     # steps a second ran a process out of threads). A step that waits on a
-    # dead peer ends at the session run's own deadline (training.py).
+    # dead peer ends at the session run's own deadline (loop.py).
     return collective_ops.all_reduce_v2(
         t, self.replicas, group, next(self._keys), merge_op=merge,
         final_op='Id', communication_hint=hint, timeout=timeout)

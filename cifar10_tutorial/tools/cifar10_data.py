@@ -1,7 +1,7 @@
 """Gets the CIFAR-10 binary batches into --data_dir (what `make data` runs).
 
-    python -m cifar10_tutorial.cifar10_data --data_dir data
-    python -m cifar10_tutorial.cifar10_data --archive ~/cifar-10-binary.tar.gz
+    python -m cifar10_tutorial.tools.cifar10_data --data_dir data
+    python -m cifar10_tutorial.tools.cifar10_data --archive ~/cifar-10-binary.tar.gz
 
 An existing `<data_dir>/cifar-10-batches-bin` is checked and used as it is.
 Otherwise the official `cifar-10-binary.tar.gz` is downloaded (with a
@@ -27,9 +27,9 @@ import urllib.error
 import urllib.request
 import zlib
 
-from cifar10_tutorial import defaults
-from cifar10_tutorial import program
-from cifar10_tutorial import records
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import records
+from cifar10_tutorial.shell import program
 
 log = logging.getLogger('cifar10_tutorial')
 DataError = records.DataError

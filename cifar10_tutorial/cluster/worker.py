@@ -28,22 +28,28 @@ import collections
 import json
 import logging
 import os
+import re
 import socket
 import time
 
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import defaults
-from cifar10_tutorial import machine
-from cifar10_tutorial import placement
-from cifar10_tutorial import program
-from cifar10_tutorial import stopping
-from cifar10_tutorial import sync_steps
-from cifar10_tutorial import train_graph
-from cifar10_tutorial import training
+from cifar10_tutorial.cluster import sync_steps
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import errors
+from cifar10_tutorial.core import stopping
+from cifar10_tutorial.engine import loop
+from cifar10_tutorial.engine import machine
+from cifar10_tutorial.engine import placement
+from cifar10_tutorial.engine import train_graph
 
 log = logging.getLogger('cifar10_tutorial')
-ClusterError = training.ClusterError
+
+
+class ClusterError(RuntimeError):
+  """A peer of a cluster is missing or stopped answering; the message says
+  which, and what to do."""
+
 
 # This process's place in a cluster: the hosts of each job, its job, its
 # index in it.
@@ -142,7 +148,7 @@ def start_server(r):
   except (tf.errors.OpError, ValueError) as e:
     raise ClusterError('%s: expected a free port for %s, found it taken or '
                        'not this machine\'s (%s)' % (address, name(r),
-                                                     program.reason(e)))
+                                                     errors.reason(e)))
 
 
 def wait_for(hosts, what, timeout_secs):
@@ -218,10 +224,94 @@ def train(cfg, r):
         cfg, graph, config = train_graph.prepare(cfg, placement=replicas)
       config.device_filters.append(worker)
     config.MergeFrom(_config(r))
-    return training.train(
-        graph, cfg, config, checkpoint_secs=defaults.SAVE_CHECKPOINT_SECS,
-        cluster=training.Cluster(server.target, r.index == 0,
-                                 cfg.peer_timeout_secs, name(r)))
+    cluster = loop.Cluster(server.target, r.index == 0,
+                           cfg.peer_timeout_secs, name(r))
+    return _train(graph, cfg, config, cluster)
+
+
+def _train(graph, cfg, config, cluster):
+  """The loop (loop.train) for the chief and an all-reduce run's others,
+  _work for a parameter-server cluster's others; a peer that is gone or
+  does not answer is a ClusterError that says which and what to do."""
+  try:
+    if graph.agreement is None and not cluster.is_chief:
+      return _work(graph, cfg, config, cluster)
+    return loop.train(graph, cfg, config, cluster=cluster,
+                      checkpoint_secs=defaults.SAVE_CHECKPOINT_SECS)
+  except tf.errors.DeadlineExceededError as e:
+    raise ClusterError(
+        '%s: expected a step to finish within %d s, found none did (%s): a '
+        'peer is dead or hung%s' % (cluster.name, cluster.timeout_secs,
+                                    errors.reason(e),
+                                    '; a synchronous step waits for every '
+                                    'worker' if graph.sync or graph.agreement
+                                    else ''))
+  except (tf.errors.UnavailableError, tf.errors.AbortedError,
+          tf.errors.CancelledError) as e:
+    raise ClusterError(
+        '%s: expected the cluster to answer, found it gone (%s): %s' % (
+            cluster.name, _peer_reason(e),
+            'another worker stopped? Start them all again: the chief '
+            'resumes from its last checkpoint' if graph.agreement else
+            'a parameter server stopped? Start the cluster again: the chief '
+            'resumes from its last checkpoint'))
+
+
+def _peer_reason(error):
+  """Which peer, and what its connection said, from a cluster's error
+  (TensorFlow's message is a page of op names and logs)."""
+  message = getattr(error, 'message', '')
+  target = re.search(r'remote target (\S+) while calling', message)
+  said = re.search(r'grpc_message:"([^"]*)"', message)
+  if target and said:
+    return '%s: %s' % (target.group(1), said.group(1))
+  return errors.reason(error)
+
+
+def _work(graph, cfg, config, cluster):
+  """A worker of a cluster other than the chief: waits for the chief's
+  variables, then trains until the global step reaches --max_steps. It
+  writes nothing: the chief keeps the checkpoints and summaries."""
+  ready = tf.report_uninitialized_variables(tf.global_variables())
+  local_init = tf.local_variables_initializer()
+  tf.get_default_graph().finalize()
+  coord = tf.train.Coordinator()
+  with loop.session(cluster, config) as (sess, fetch):
+    started = time.time()
+    # Every half second, not TensorFlow's 30 s readiness poll: a worker
+    # starts within a second of the chief's session.
+    while len(fetch(ready)):
+      if time.time() - started > cluster.timeout_secs:
+        raise ClusterError(
+            '%s: expected the chief (worker 0) to initialize the variables, '
+            'found them not ready after %d s: is it running?' % (
+                cluster.name, cluster.timeout_secs))
+      time.sleep(0.5)
+    fetch(local_init)
+    if graph.sync:
+      fetch(graph.sync.worker_init)
+    threads = tf.train.start_queue_runners(sess, coord)
+    try:
+      fetch(graph.prime)
+      step = fetch(graph.global_step)
+      log.info('%s: training from global step %d', cluster.name, step)
+      shown = loop.Progress(None, step, graph.examples_per_step,
+                            cfg.log_frequency, cfg.max_steps)
+      while step < cfg.max_steps and not stopping.requested():
+        first = step
+        losses = loop.steps(graph, fetch, loop.next_run(step, cfg, None),
+                            step)
+        loop.check_losses(first, losses)
+        step = fetch(graph.global_step)
+        shown.ran(first, losses, step)
+    finally:
+      loop.join_threads(coord, threads, cluster)
+  if stopping.requested():
+    raise stopping.Interrupted(stopping.requested(), '%s: interrupted at '
+                               'step %d (the chief keeps the checkpoints)' %
+                               (cluster.name, step))
+  log.info('%s: stopped at step %d', cluster.name, step)
+  return step
 
 
 def run(cfg):
@@ -231,16 +321,3 @@ def run(cfg):
     serve(r)
   else:
     train(cfg, r)
-
-
-def on_signal(cfg):
-  """A parameter server stops once the chief is gone (serve); a worker
-  finishes its step (the chief then saves a checkpoint)."""
-  try:
-    job = role(cfg).job
-  except ClusterError:
-    job = 'worker'   # the error is said when the program starts
-  if job == 'ps':
-    return program.Notice('stopping once the chief is done (at most %d s)' %
-                          CHIEF_GRACE_SECS)
-  return program.FINISH_STEP

@@ -1,13 +1,13 @@
 """Starts a whole cluster on this machine (what `make train-cluster` runs).
 
-    python -m cifar10_tutorial.cluster_launch --workers 2 --ps 1 --max_steps 2000
-    python -m cifar10_tutorial.cluster_launch --workers 2 --ps 0   # all-reduce
+    python -m cifar10_tutorial.cluster.launch --workers 2 --ps 1 --max_steps 2000
+    python -m cifar10_tutorial.cluster.launch --workers 2 --ps 0   # all-reduce
 
 Starts --ps parameter servers and --workers workers of cifar10_dist_train
 on free loopback ports, each in a process group of its own that this
 launcher owns, and prefixes each one's lines with its name (`worker 1 |
 ...`). With --ps 0 the workers all-reduce their gradients instead (one
-copy of the variables each; cluster.py). On a machine with GPUs each worker
+copy of the variables each; worker.py). On a machine with GPUs each worker
 gets one of them, in turn (CUDA_VISIBLE_DEVICES); the parameter servers
 none. When the workers are done it stops the parameter servers; its exit
 status is the chief's. Ctrl-C, SIGTERM or SIGHUP (a closed terminal) is
@@ -19,7 +19,7 @@ trainers' and go to every worker. cifar10_multi_gpu_train starts its
 processes, one per GPU, with `replicas` here.
 """
 if __name__ == '__main__':
-  from cifar10_tutorial import quiet
+  from cifar10_tutorial.shell import quiet
   quiet.install()
 
 import logging
@@ -31,10 +31,10 @@ import sys
 import threading
 import time
 
-from cifar10_tutorial import children
-from cifar10_tutorial import flags
-from cifar10_tutorial import program
-from cifar10_tutorial import stopping
+from cifar10_tutorial.core import children
+from cifar10_tutorial.core import stopping
+from cifar10_tutorial.shell import flags
+from cifar10_tutorial.shell import program
 
 log = logging.getLogger('cifar10_tutorial')
 GRACE_SECS = 60   # for workers to finish and the chief to checkpoint
@@ -60,7 +60,7 @@ class Task(object):
   def __init__(self, name, argv, env=None):
     self.name = name
     self.proc = children.start(
-        [sys.executable, '-u', '-m', 'cifar10_tutorial.cifar10_dist_train'] +
+        [sys.executable, '-u', '-m', 'cifar10_tutorial.cluster.cifar10_dist_train'] +
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     self._reader = threading.Thread(target=self._relay, daemon=True)
@@ -101,7 +101,7 @@ def visible_gpus(environ=os.environ):
   if listed is not None:
     return [g.strip() for g in listed.split(',')
             if g.strip() and not g.strip().startswith('-')]
-  from cifar10_tutorial import machine   # TensorFlow: only when needed
+  from cifar10_tutorial.engine import machine   # TensorFlow: only when needed
   return [str(i) for i in range(machine.gpu_count())]
 
 

@@ -18,11 +18,11 @@ import sys
 import threading
 
 import cifar10_tutorial
-from cifar10_tutorial import children
-from cifar10_tutorial import flags
-from cifar10_tutorial import progress
-from cifar10_tutorial import records
-from cifar10_tutorial import stopping
+from cifar10_tutorial.core import children
+from cifar10_tutorial.core import progress
+from cifar10_tutorial.core import records
+from cifar10_tutorial.core import stopping
+from cifar10_tutorial.shell import flags
 
 log = logging.getLogger('cifar10_tutorial')
 
@@ -64,19 +64,6 @@ def _stop_at_once(message):
   return first
 
 
-def reason(error):
-  """The line of an exception's message that says what went wrong. (A
-  TensorFlow error from a session run starts with 'Graph execution error:'
-  and where the op was defined, and ends with what went wrong and the op.)"""
-  message = getattr(error, 'message', None) or str(error)
-  # TensorFlow appends its recent log lines after the error itself.
-  message = message.split('Recent warning and error logs:')[0]
-  lines = [l.strip() for l in message.splitlines()]
-  lines = [l for l in lines if l and not l.startswith(('[[', 'Node:'))
-           and l.strip('=')]
-  return lines[-1] if lines else type(error).__name__
-
-
 def _thread_error(args):
   """A failure in a background thread (TensorFlow's event writer on a full
   disk, say): one line, not a traceback; the main thread reports what it
@@ -100,7 +87,7 @@ def main(program, doc, body, argv=None, errors=(), on_signal='stopped',
   cfg = flags.parse(program, sys.argv[1:] if argv is None else argv, doc)
   setup_logging(cfg, timestamps)
   if hasattr(cfg, 'precision'):
-    from cifar10_tutorial import machine   # TensorFlow: only programs with it
+    from cifar10_tutorial.engine import machine   # TensorFlow: only programs with it
     warning = machine.precision_warning_for(cfg)
     if warning:
       log.warning('warning: %s', warning)

@@ -78,3 +78,15 @@ GPU_STEPS_PER_RUN = 100
 EVAL_INTERVAL_SECS = 300
 # Not the tutorial's (it evaluated in batches of 128): fewer, larger runs.
 EVAL_BATCH_SIZE = 500
+
+# --- The choices of every option that has them (flags.py offers them; the
+# code they choose in checks them). ---
+PRECISIONS = ('fp32', 'bf16', 'bf16_emulated')
+INPUT_PIPELINES = ('batched', 'per_example')
+LRNS = ('matmul', 'tf')
+TOWER_DEVICES = ('gpu', 'cpu', 'auto')
+EVAL_DATA = ('test', 'train_eval')
+EVAL_DEVICES = ('cpu', 'gpu')
+PREPROCESS_ON = ('auto', 'cpu', 'device')
+VARIABLE_UPDATES = ('auto', 'collective', 'replicated', 'first_tower', 'cpu')
+AUTO = 'auto'   # an option's value that machine.resolve() decides

@@ -2,9 +2,9 @@
 workers on TensorFlow's own distributed runtime.
 
     # on each host, one process per task:
-    python -m cifar10_tutorial.cifar10_dist_train --job_name ps --task_index 0 \\
+    python -m cifar10_tutorial.cluster.cifar10_dist_train --job_name ps --task_index 0 \\
         --ps_hosts h0:2222 --worker_hosts h1:2222,h2:2222
-    python -m cifar10_tutorial.cifar10_dist_train --job_name worker --task_index 0 \\
+    python -m cifar10_tutorial.cluster.cifar10_dist_train --job_name worker --task_index 0 \\
         --ps_hosts h0:2222 --worker_hosts h1:2222,h2:2222 --train_dir /shared/run
     # or with TF_CONFIG='{"cluster": {...}, "task": {"type": "worker", "index": 1}}'
 
@@ -15,30 +15,44 @@ Worker 0, the chief, writes the checkpoints and summaries into --train_dir,
 with the tutorial's names: `make eval` reads them, and `make train` or the
 chief again resumes them. Asynchronous by default; --sync_replicas for
 synchronous steps. `make train-cluster` starts a whole cluster on this
-machine (cluster_launch). The work is `cluster`'s and `training`'s.
+machine (cluster/launch.py). The work is worker.py's and the loop's
+(engine/loop.py).
 """
 if __name__ == '__main__':
   # Run as a program: hide TensorFlow's known C++ noise, before importing it.
-  from cifar10_tutorial import quiet
+  from cifar10_tutorial.shell import quiet
   quiet.install()
 
 import os
 import sys
 
 from cifar10_tutorial import cifar10
-from cifar10_tutorial import cluster
-from cifar10_tutorial import machine
-from cifar10_tutorial import program
-from cifar10_tutorial import rundir
-from cifar10_tutorial import training
+from cifar10_tutorial.cluster import worker
+from cifar10_tutorial.engine import loop
+from cifar10_tutorial.engine import machine
+from cifar10_tutorial.engine import rundir
+from cifar10_tutorial.shell import program
+
+
+def on_signal(cfg):
+  """A parameter server stops once the chief is gone (worker.serve); a
+  worker finishes its step (the chief then saves a checkpoint)."""
+  try:
+    job = worker.role(cfg).job
+  except worker.ClusterError:
+    job = 'worker'   # the error is said when the program starts
+  if job == 'ps':
+    return program.Notice('stopping once the chief is done (at most %d s)' %
+                          worker.CHIEF_GRACE_SECS)
+  return program.FINISH_STEP
 
 
 def main(argv=None):
-  return program.main('cifar10_dist_train', __doc__, cluster.run, argv,
-                      errors=[training.LossDivergedError,
-                              training.ClusterError, cifar10.ClassCountError,
+  return program.main('cifar10_dist_train', __doc__, worker.run, argv,
+                      errors=[loop.LossDivergedError, worker.ClusterError,
+                              cifar10.ClassCountError,
                               machine.OutOfMemoryError, rundir.RunDirError],
-                      on_signal=cluster.on_signal)
+                      on_signal=on_signal)
 
 
 if __name__ == '__main__':

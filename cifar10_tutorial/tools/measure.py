@@ -1,13 +1,13 @@
 """One measurement of `make bench`, in a process of its own; prints JSON.
 
-    python -m cifar10_tutorial.measure --worker train:default --data_dir data
+    python -m cifar10_tutorial.tools.measure --worker train:default --data_dir data
 
 bench.py starts this once per measurement (TensorFlow fixes its kernel
 choice when it loads, so each configuration gets a fresh process) and reads
 the one JSON line it prints. The configurations are bench.py's tables.
 """
 if __name__ == '__main__':
-  from cifar10_tutorial import quiet
+  from cifar10_tutorial.shell import quiet
   quiet.install([])
 
 import json
@@ -18,16 +18,16 @@ import time
 
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import bench
-from cifar10_tutorial import children
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
-from cifar10_tutorial import defaults
-from cifar10_tutorial import evaluation
-from cifar10_tutorial import flags
-from cifar10_tutorial import machine
-from cifar10_tutorial import summaries as summaries_lib
-from cifar10_tutorial import train_graph
+from cifar10_tutorial.core import children
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import summaries as summaries_lib
+from cifar10_tutorial.engine import evaluation
+from cifar10_tutorial.engine import machine
+from cifar10_tutorial.engine import train_graph
+from cifar10_tutorial.shell import flags
+from cifar10_tutorial.tools import bench
 
 # Ops that multiply, and how many multiply-adds each does.
 _PRODUCTS = ('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
@@ -175,14 +175,14 @@ def train(name, args):
   if machine.variable_update(cfg.variable_update,
                              machine.on_gpu(devices)) == 'collective':
     cfg.variable_update = 'replicated'   # one process: a copy per GPU
-  cfg, graph, _ = train_graph.prepare(cfg, devices if towers > 1 else None,
-                                      cpus)
+  cfg, graph, config = train_graph.prepare(
+      cfg, devices if towers > 1 else None, cpus)
 
   def run(n):
     for _ in range(0, n, cfg.steps_per_run):
       s.sess.run(graph.loop, {graph.steps: min(cfg.steps_per_run, n - _)})
 
-  with _Session(machine.session_config(cfg, cpus)) as s:
+  with _Session(config) as s:
     started = time.time()
     s.sess.run(graph.prime)
     run(1)
@@ -198,9 +198,9 @@ def train(name, args):
 
 def checkpoint(name, args):
   """Saves a freshly initialised model (and its averages) for eval."""
-  train_graph.build_graph(machine.resolve(
-      flags.training_config(data_dir=args.data_dir), on_gpu=False))
-  with tf.Session() as sess:
+  _, _, config = train_graph.prepare(
+      flags.training_config(data_dir=args.data_dir))
+  with tf.Session(config=config) as sess:
     sess.run(tf.global_variables_initializer())
     return {'path': tf.train.Saver().save(sess, os.path.join(
         args.checkpoint_dir, 'model.ckpt'), global_step=0)}
@@ -249,12 +249,12 @@ def trace(name, args):
   devices, cpus = None, 1
   if run['program'] == 'cifar10_multi_gpu_train':
     devices, cpus = machine.tower_devices(cfg.num_gpus, cfg.tower_device)
-  cfg, graph, _ = train_graph.prepare(cfg, devices, cpus)
+  cfg, graph, config = train_graph.prepare(cfg, devices, cpus)
   summary_fetches = [graph.summary_step.train_op,
                      summaries_lib.fetches(graph.summary_step.summaries)]
   k = cfg.steps_per_run
   out = {'steps_per_run': k}
-  with _Session(machine.session_config(cfg, cpus)) as s:
+  with _Session(config) as s:
     s.sess.run(graph.prime)
     for _ in range(3):   # compile each kind of run
       s.sess.run(summary_fetches)

@@ -1,7 +1,7 @@
 """Classifies image files with a trained run (what `make predict` runs).
 
-    python -m cifar10_tutorial.predict cat.jpg photos/ --checkpoint_dir train_dirs/cifar10_train
-    python -m cifar10_tutorial.predict cat.jpg --json
+    python -m cifar10_tutorial.own_images.predict cat.jpg photos/ --checkpoint_dir train_dirs/cifar10_train
+    python -m cifar10_tutorial.own_images.predict cat.jpg --json
 
 Restores the latest checkpoint's moving-average weights, as eval does,
 reads each image (JPEG, PNG, GIF, BMP; a folder is its image files, sorted),
@@ -13,7 +13,7 @@ cannot be read gets one line naming it and why; the others are still
 classified; the exit status is 1 if any failed.
 """
 if __name__ == '__main__':
-  from cifar10_tutorial import quiet
+  from cifar10_tutorial.shell import quiet
   quiet.install()
 
 import json
@@ -25,10 +25,10 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
-from cifar10_tutorial import images
-from cifar10_tutorial import program
-from cifar10_tutorial import records
-from cifar10_tutorial import rundir
+from cifar10_tutorial.core import records
+from cifar10_tutorial.engine import rundir
+from cifar10_tutorial.own_images import images
+from cifar10_tutorial.shell import program
 
 log = logging.getLogger('cifar10_tutorial')
 

@@ -19,7 +19,7 @@ import argparse
 import collections
 import os
 
-from cifar10_tutorial import defaults
+from cifar10_tutorial.core import defaults
 
 # Defaults that are not numbers of the tutorial: where things go.
 DATA_DIR = 'data'
@@ -27,17 +27,6 @@ TRAIN_DIR = 'train_dirs/cifar10_train'
 EVAL_DIR = 'train_dirs/cifar10_eval'
 PLOT = 'train_dirs/cifar10_plot.png'
 BENCH_JSON = 'train_dirs/bench.json'
-
-# The choices of every option that has them.
-PRECISIONS = ('fp32', 'bf16', 'bf16_emulated')
-INPUT_PIPELINES = ('batched', 'per_example')
-LRNS = ('matmul', 'tf')
-TOWER_DEVICES = ('gpu', 'cpu', 'auto')
-EVAL_DATA = ('test', 'train_eval')
-EVAL_DEVICES = ('cpu', 'gpu')
-PREPROCESS_ON = ('auto', 'cpu', 'device')
-VARIABLE_UPDATES = ('auto', 'collective', 'replicated', 'first_tower', 'cpu')
-AUTO = 'auto'   # an option's value that machine.resolve() decides
 
 _TRUE = ('1', 'true', 't', 'yes', 'y', 'on')
 _FALSE = ('0', 'false', 'f', 'no', 'n', 'off')
@@ -124,14 +113,14 @@ def port(text):
 
 
 def auto_or_boolean(text):
-  if str(text).strip().lower() == AUTO:
-    return AUTO
+  if str(text).strip().lower() == defaults.AUTO:
+    return defaults.AUTO
   return boolean(text)
 
 
 def auto_or_positive_int(text):
-  if str(text).strip().lower() == AUTO:
-    return AUTO
+  if str(text).strip().lower() == defaults.AUTO:
+    return defaults.AUTO
   return positive_int(text)
 
 
@@ -162,16 +151,16 @@ DATA_DIR_OPTION = _opt(
 TF_LOGS = _bool('tf_logs', False,
                 'show TensorFlow\'s own C++ logs and deprecation warnings')
 INPUT_PIPELINE = _opt(
-    'input_pipeline', choices=INPUT_PIPELINES, default=INPUT_PIPELINES[0],
+    'input_pipeline', choices=defaults.INPUT_PIPELINES, default=defaults.INPUT_PIPELINES[0],
     help='batched: read and distort %d records per call, each with its own '
          'random draws (about 6x less CPU per example); per_example: one '
          'record per call, as in the tutorial. Same distributions'
     % defaults.READ_CHUNK)
 MODEL = [
-    _opt('lrn', choices=LRNS, default=LRNS[0],
+    _opt('lrn', choices=defaults.LRNS, default=defaults.LRNS[0],
          help='local response normalization: matmul (a banded matrix '
               'product, faster) or tf (tf.nn.lrn); same numbers'),
-    _opt('precision', choices=PRECISIONS, default=PRECISIONS[0],
+    _opt('precision', choices=defaults.PRECISIONS, default=defaults.PRECISIONS[0],
          help='bf16: convolutions and matrix products in bfloat16 (faster '
               'only on CPUs with bfloat16 matrix units, such as AMX, and on '
               'GPUs); variables, loss and averages stay float32. '
@@ -207,22 +196,22 @@ TRAINING = [
           'resume a run with settings that change its math (examples per '
           'step, precision, data), instead of refusing'),
     # How the steps run; none of these changes the math.
-    _opt('steps_per_run', type=auto_or_positive_int, default=AUTO,
+    _opt('steps_per_run', type=auto_or_positive_int, default=defaults.AUTO,
          help='training steps per session.run: an in-graph loop of whole '
               'steps (dequeue, gradients, update, averages, global step), so '
               'Python and the session are paid once per N steps; logging, '
               'the NaN check and Ctrl-C act between runs. auto: %d when the '
               'towers are on GPUs, else 1' % defaults.GPU_STEPS_PER_RUN),
-    _opt('preprocess_on', choices=PREPROCESS_ON, default=AUTO,
+    _opt('preprocess_on', choices=defaults.PREPROCESS_ON, default=defaults.AUTO,
          help='cpu: the input threads crop, flip, adjust and standardize '
               'each example before it is queued; device: the queue holds '
               'the raw uint8 images and each tower does that on its own '
               'device, a batch at a time (same distributions); auto: device '
               'when the towers are on GPUs and --input_pipeline is batched'),
-    _opt('xla', type=auto_or_boolean, default=AUTO, metavar='BOOL|auto',
+    _opt('xla', type=auto_or_boolean, default=defaults.AUTO, metavar='BOOL|auto',
          help='compile the training step with XLA, which fuses its many '
               'small ops; auto: on when the towers are on GPUs'),
-    _opt('prefetch_to_device', type=auto_or_boolean, default=AUTO,
+    _opt('prefetch_to_device', type=auto_or_boolean, default=defaults.AUTO,
          metavar='BOOL|auto',
          help='copy each tower\'s next batch to its device while the '
               'current step runs (a staging area), so no step waits for a '
@@ -230,10 +219,10 @@ TRAINING = [
 ] + MODEL + [TF_LOGS]
 MULTI_GPU = TRAINING + [
     _opt('num_gpus', type=positive_int, default=1, help='number of towers'),
-    _opt('tower_device', choices=TOWER_DEVICES, default='gpu',
+    _opt('tower_device', choices=defaults.TOWER_DEVICES, default='gpu',
          help='gpu: towers on /gpu:i; cpu: on virtual CPU devices (testing, '
               'graph viewing); auto: gpu if any'),
-    _opt('variable_update', choices=VARIABLE_UPDATES, default=AUTO,
+    _opt('variable_update', choices=defaults.VARIABLE_UPDATES, default=defaults.AUTO,
          help='where the variables live and are updated. collective: a '
               'process per tower, each with its own input and its own copy '
               'of the variables, the gradients summed across them by one '
@@ -281,7 +270,7 @@ EVAL = [
          help='the trainer\'s --train_dir, where checkpoints appear'),
     _opt('eval_dir', default=EVAL_DIR,
          help='where the precision summaries go'),
-    _opt('eval_data', choices=EVAL_DATA, default=EVAL_DATA[0],
+    _opt('eval_data', choices=defaults.EVAL_DATA, default=defaults.EVAL_DATA[0],
          help='evaluate on the test set or the training set'),
     _opt('num_examples', type=positive_int, default=None,
          help='examples to evaluate (default: all of them, 10,000 for the '
@@ -294,7 +283,7 @@ EVAL = [
          default=defaults.EVAL_INTERVAL_SECS,
          help='seconds between looks for new checkpoints'),
     _bool('run_once', False, 'evaluate the latest checkpoint once and exit'),
-    _opt('eval_device', choices=EVAL_DEVICES, default=EVAL_DEVICES[0],
+    _opt('eval_device', choices=defaults.EVAL_DEVICES, default=defaults.EVAL_DEVICES[0],
          help='cpu keeps eval off the GPU a trainer is using'),
 ] + MODEL + [TF_LOGS]
 DATA = [

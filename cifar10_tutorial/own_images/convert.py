@@ -1,6 +1,6 @@
 """Turns folders of labelled images into the binary batches (`make convert`).
 
-    python -m cifar10_tutorial.convert --src my_images --out data_mine
+    python -m cifar10_tutorial.own_images.convert --src my_images --out data_mine
     make train DATA_DIR=data_mine
 
 --src holds train/<class>/* and test/<class>/* (a folder, or a .zip or
@@ -18,7 +18,7 @@ name cannot be one line of batches.meta.txt (a newline or another control
 character in it) is refused, named.
 """
 if __name__ == '__main__':
-  from cifar10_tutorial import quiet
+  from cifar10_tutorial.shell import quiet
   quiet.install()
 
 import contextlib
@@ -33,10 +33,10 @@ import zipfile
 
 import numpy as np
 
-from cifar10_tutorial import defaults
-from cifar10_tutorial import images
-from cifar10_tutorial import program
-from cifar10_tutorial import records
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import records
+from cifar10_tutorial.own_images import images
+from cifar10_tutorial.shell import program
 
 log = logging.getLogger('cifar10_tutorial')
 DataError = records.DataError

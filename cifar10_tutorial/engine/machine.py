@@ -6,8 +6,7 @@ import logging
 
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial import defaults
-from cifar10_tutorial import flags
+from cifar10_tutorial.core import defaults
 
 log = logging.getLogger('cifar10_tutorial')
 
@@ -143,15 +142,15 @@ def resolve(cfg, on_gpu):
   GPU when the towers are on GPUs (`on_gpu`), the tutorial's way
   otherwise."""
   cfg = argparse.Namespace(**vars(cfg))
-  if cfg.steps_per_run == flags.AUTO:
+  if cfg.steps_per_run == defaults.AUTO:
     cfg.steps_per_run = defaults.GPU_STEPS_PER_RUN if on_gpu else 1
-  if cfg.xla == flags.AUTO:
+  if cfg.xla == defaults.AUTO:
     cfg.xla = on_gpu
-  if cfg.prefetch_to_device == flags.AUTO:
+  if cfg.prefetch_to_device == defaults.AUTO:
     cfg.prefetch_to_device = on_gpu
   if hasattr(cfg, 'variable_update'):
     cfg.variable_update = variable_update(cfg.variable_update, on_gpu)
-  if cfg.preprocess_on == flags.AUTO:
+  if cfg.preprocess_on == defaults.AUTO:
     cfg.preprocess_on = ('device' if on_gpu and cfg.input_pipeline == 'batched'
                          else 'cpu')
   return cfg
@@ -161,7 +160,7 @@ def variable_update(update, on_gpu):
   """--variable_update with 'auto' decided: a process per GPU, their
   gradients all-reduced, on GPUs; the tutorial's variables on the CPU
   otherwise."""
-  if update != flags.AUTO:
+  if update != defaults.AUTO:
     return update
   return 'collective' if on_gpu else 'cpu'
 

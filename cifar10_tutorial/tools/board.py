@@ -1,6 +1,6 @@
 """Starts TensorBoard on the runs (what `make tensorboard` runs).
 
-    python -m cifar10_tutorial.board --logdir train_dirs --port 6006
+    python -m cifar10_tutorial.tools.board --logdir train_dirs --port 6006
 
 Checks first that the port is free, so a busy port is one line that says
 so, not another server's address followed by TensorBoard's error; then
@@ -9,7 +9,7 @@ prints the address and becomes TensorBoard (same process, same Ctrl-C).
 if __name__ == '__main__':
   # The filter on stderr outlives the exec below: TensorBoard's known
   # start-up noise is dropped too.
-  from cifar10_tutorial import quiet
+  from cifar10_tutorial.shell import quiet
   quiet.install([])
 
 import errno
@@ -18,7 +18,7 @@ import os
 import socket
 import sys
 
-from cifar10_tutorial import program
+from cifar10_tutorial.shell import program
 
 log = logging.getLogger('cifar10_tutorial')
 HOST = '127.0.0.1'

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from cifar10_tutorial import defaults
+from cifar10_tutorial.core import defaults
 
 
 class DataError(ValueError):

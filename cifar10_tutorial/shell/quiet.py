@@ -23,7 +23,7 @@ import re
 import signal
 import sys
 
-from cifar10_tutorial import flags
+from cifar10_tutorial.shell import flags
 
 _NOISE = [
     re.compile(rb'^WARNING: All log messages before absl::InitializeLog\(\)'),

@@ -31,7 +31,7 @@ from google.protobuf import text_format
 import tensorflow.compat.v1 as tf
 from tensorflow.python.training import checkpoint_state_pb2
 
-from cifar10_tutorial import program
+from cifar10_tutorial.core import errors
 
 log = logging.getLogger('cifar10_tutorial')
 LOCK_NAME = '.lock'
@@ -245,7 +245,7 @@ def unreadable(path):
     # Whatever the reader raises is the answer: a truncated file gives an
     # IndexError ('Read less bytes than requested'), a bad checksum a
     # DataLossError, a missing file a NotFoundError.
-    return program.reason(e)
+    return errors.reason(e)
   return None
 
 

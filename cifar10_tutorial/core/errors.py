@@ -1,0 +1,22 @@
+"""What went wrong, in one line: the ground floor every module reports from.
+
+Errors a user can fix are raised as the module's own exception type
+(records.DataError, rundir.RunDirError, ...) with a message of the form
+`<file>: expected ..., found ...`; the program shell (shell/program.py)
+prints it as `error: <message>` and exits with status 1. Where such a
+message quotes another error (TensorFlow's, the operating system's),
+`reason` gives the line of it that says what happened.
+"""
+
+
+def reason(error):
+  """The line of an exception's message that says what went wrong. (A
+  TensorFlow error from a session run starts with 'Graph execution error:'
+  and where the op was defined, and ends with what went wrong and the op.)"""
+  message = getattr(error, 'message', None) or str(error)
+  # TensorFlow appends its recent log lines after the error itself.
+  message = message.split('Recent warning and error logs:')[0]
+  lines = [l.strip() for l in message.splitlines()]
+  lines = [l for l in lines if l and not l.startswith(('[[', 'Node:'))
+           and l.strip('=')]
+  return lines[-1] if lines else type(error).__name__

@@ -1,0 +1,103 @@
+"""A run's files in its train dir: the checkpoints, the graph, the events.
+
+    writer, checkpoint_bytes = start_files(graph, cfg)   # before the first step
+    checkpoints = Checkpoints(saver, sess, train_dir, secs, steps, checkpoint_bytes)
+    if checkpoints.due(step): checkpoints.save(step)
+
+Every file is checked for room before it is started, and a save that fails
+(a full disk, a folder gone) leaves the last complete checkpoint listed
+and nothing half-written: the error says which one a restart resumes from.
+Which checkpoint is the newest, and what a damaged list means, is
+rundir's.
+"""
+import glob
+import logging
+import os
+import shutil
+import time
+
+import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial.engine import rundir
+
+log = logging.getLogger('cifar10_tutorial')
+
+
+def start_files(graph, cfg):
+  """Writes the graph into the train dir and opens its event file, after
+  checking there is room for them and a checkpoint. Returns the summary
+  writer and the bytes one checkpoint takes."""
+  graph_def = tf.get_default_graph().as_graph_def()
+  # A checkpoint: the saved variables, its graph (.meta), some slack.
+  checkpoint_bytes = int(1.05 * sum(
+      v.shape.num_elements() * v.dtype.size
+      for v in graph.saved or tf.global_variables()) +
+                         graph_def.ByteSize() + 1e6)
+  # Before the first file: room for the graph (graph.pbtxt, the events) and
+  # one checkpoint, or one line now.
+  need = 3 * graph_def.ByteSize() + checkpoint_bytes
+  free = shutil.disk_usage(cfg.train_dir).free
+  if free < need:
+    raise rundir.RunDirError(
+        '%s: expected room to start a run (%.1f MB), found %.1f MB free' % (
+            cfg.train_dir, need / 1e6, free / 1e6))
+  try:
+    tf.io.write_graph(graph_def, cfg.train_dir, 'graph.pbtxt')
+  except (tf.errors.OpError, OSError) as e:
+    raise rundir.disk_problem(cfg.train_dir, e) or e
+  return (tf.summary.FileWriter(cfg.train_dir, tf.get_default_graph()),
+          checkpoint_bytes)
+
+
+class Checkpoints(object):
+  """Saves every `secs` seconds or every `steps` steps, and on demand; one
+  line per checkpoint, so the user knows where a restart resumes."""
+
+  def __init__(self, saver, sess, train_dir, secs, steps, size=0):
+    self._saver, self._sess = saver, sess
+    self._train_dir = train_dir
+    self._prefix = os.path.join(train_dir, 'model.ckpt')
+    self._secs, self.steps = secs, steps
+    self._size = size   # bytes one checkpoint takes
+    self._saved_step, self._saved_time = None, time.time()
+
+  def due(self, step):
+    """Whether a checkpoint is due at `step`: a multiple of `steps` was
+    reached or passed (a cluster's global step can jump over one), or
+    `secs` went by."""
+    if self.steps:
+      return step // self.steps > (self._saved_step or 0) // self.steps
+    return time.time() - self._saved_time >= self._secs
+
+  def save(self, step):
+    if step == self._saved_step:
+      return
+    train_dir = self._train_dir
+    free = shutil.disk_usage(train_dir).free
+    if free < self._size:
+      # Said before TensorFlow starts a save that cannot finish.
+      path, last = rundir.latest(train_dir)
+      raise rundir.RunDirError(
+          '%s: expected room for the checkpoint of step %d (%.1f MB), found '
+          '%.1f MB free; the last complete one is %s (step %d)' % (
+              train_dir, step, self._size / 1e6, free / 1e6, path, last))
+    try:
+      self._saver.save(self._sess, self._prefix, global_step=step)
+    except (tf.errors.OpError, OSError) as e:
+      # What a failed save leaves: its temporary folder and the unlisted
+      # files of this step. Never a listed, complete checkpoint.
+      name = '%s-%d' % (self._prefix, step)
+      shutil.rmtree(name + '_temp', ignore_errors=True)
+      if os.path.basename(name) not in [
+          os.path.basename(n) for n in rundir.listed(train_dir)[0]]:
+        for leftover in glob.glob(glob.escape(name) + '.*'):
+          os.remove(leftover)
+      problem = rundir.disk_problem(train_dir, e)
+      if problem:
+        path, last = rundir.latest(train_dir)
+        raise rundir.RunDirError('%s writing the checkpoint of step %d; the '
+                                 'last complete one is %s (step %d)' % (
+                                     problem, step, path, last))
+      raise
+    self._saved_step, self._saved_time = step, time.time()
+    log.info('saved checkpoint at step %d', step)

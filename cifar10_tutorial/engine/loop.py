@@ -1,0 +1,456 @@
+"""The training loop all the trainers share: resume, train, checkpoint.
+
+    with tf.Graph().as_default():
+      cfg, graph, config = train_graph.prepare(cfg, devices)
+      train(graph, cfg, config, checkpoint_secs=600)
+    build_and_train(cfg, devices)     # the two above (the trainers)
+
+`train` resumes from the newest readable checkpoint in --train_dir (holding
+the dir's lock for the run), runs the graph's steps to --max_steps (several
+per session run where the graph has its in-graph loop), logs progress,
+writes summaries and checkpoints (checkpoints.py), and stops cleanly on a
+signal, on an input that can no longer feed it (input_watch.py) or on a
+loss that is not finite. Where processes train together (an all-reduce run
+of cifar10_multi_gpu_train, a cluster: cluster/worker.py), the chief does
+all that and the others follow its steps, writing nothing.
+"""
+import collections
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial import cifar10
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import errors
+from cifar10_tutorial.core import progress
+from cifar10_tutorial.core import records
+from cifar10_tutorial.core import stopping
+from cifar10_tutorial.core import summaries
+from cifar10_tutorial.engine import checkpoints
+from cifar10_tutorial.engine import input_watch
+from cifar10_tutorial.engine import machine
+from cifar10_tutorial.engine import rundir
+from cifar10_tutorial.engine import train_graph
+
+log = logging.getLogger('cifar10_tutorial')
+
+
+class LossDivergedError(RuntimeError):
+  """The loss became NaN or infinite; the step was not checkpointed."""
+
+
+# How this trainer takes part in a run of several processes (cluster/), or
+# None alone: its session's target, whether it is the chief (the one that
+# writes checkpoints and summaries), the seconds after which a peer that
+# does not answer is an error, and its name in messages ('worker 1').
+Cluster = collections.namedtuple('Cluster', ['target', 'is_chief',
+                                             'timeout_secs', 'name'])
+
+
+def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None,
+          cluster=None):
+  """The training loop: resumes, trains to cfg.max_steps, checkpoints.
+
+  Holds --train_dir for the run (rundir.locked), resumes from its newest
+  readable checkpoint, and refuses settings that would change the run's
+  math unless --allow_changed_settings. Checkpoints go every
+  --save_checkpoint_secs or --save_checkpoint_steps if given, else every
+  `checkpoint_secs` or `checkpoint_steps` (the trainer's default), at the
+  start and at the last step. Summaries go every 100th step, for the batch
+  that step trained on. Returns the final step; raises
+  stopping.Interrupted after a clean stop on a signal.
+
+  With a `cluster` (a Cluster) of an all-reduce run, the chief does all
+  that, and the others train the same steps from the variables the chief
+  hands over, writing nothing.
+  """
+  if cfg.save_checkpoint_secs or cfg.save_checkpoint_steps:
+    checkpoint_secs = cfg.save_checkpoint_secs
+    checkpoint_steps = cfg.save_checkpoint_steps
+  run = _Training(graph, cfg, config, cluster, checkpoint_secs,
+                  checkpoint_steps)
+  if cluster and not cluster.is_chief:
+    return run.follow()
+  return run.lead()
+
+
+def build_and_train(cfg, devices=None, cpu_devices=1, **checkpoint_every):
+  """Builds the graph for `devices` in a graph of its own and trains it.
+
+  `devices` are GPUs, or CPU devices (`cpu_devices` of them, virtual ones
+  for towers on the CPU); the 'auto' options are decided for them.
+  `checkpoint_every` is the trainer's default `checkpoint_secs` or
+  `checkpoint_steps`. Returns the final step.
+  """
+  with tf.Graph().as_default():
+    cfg, graph, config = train_graph.prepare(cfg, devices, cpu_devices)
+    return train(graph, cfg, config, **checkpoint_every)
+
+
+class _Training(object):
+  """One training run: what every part of it needs, held in one place."""
+
+  def __init__(self, graph, cfg, config, cluster, checkpoint_secs,
+               checkpoint_steps):
+    self.graph, self.cfg, self.config = graph, cfg, config
+    self.cluster = cluster
+    self.checkpoint_secs = checkpoint_secs
+    self.checkpoint_steps = checkpoint_steps
+
+  def lead(self):
+    """The chief, or a trainer alone: holds the train dir, resumes or
+    starts the run, and says how it ended."""
+    cfg, graph = self.cfg, self.graph
+    with rundir.locked(cfg.train_dir):
+      rundir.remove_leftovers(cfg.train_dir)
+      rundir.check_list(cfg.train_dir)
+      path, step = rundir.resume_point(cfg.train_dir)
+      if path:
+        rundir.relist(cfg.train_dir, step)
+      if step >= cfg.max_steps:
+        log.info('%s is already at step %d (--max_steps %d): nothing to do',
+                 path, step, cfg.max_steps)
+        if graph.agreement is None:
+          return step
+        # The others wait for this process's variables: hand them over.
+        return self._loop(path, writes=False)[0]
+      if stopping.requested():
+        raise stopping.Interrupted(stopping.requested(),
+                                   'stopped before training started')
+      rundir.record_start(cfg.train_dir, dict(
+          vars(cfg), examples_per_step=graph.examples_per_step,
+          **graph.settings), step,
+                          getattr(cfg, 'allow_changed_settings', False))
+      if path:
+        cifar10.check_classes(path, graph.settings.get(
+            'classes', defaults.CLASS_NAMES), cfg.data_dir)
+        log.info('resuming from %s (step %d)', path, step)
+      else:
+        log.info('starting a new run in %s', cfg.train_dir)
+      return self._lead_from(path)
+
+  def _lead_from(self, path):
+    cfg = self.cfg
+    try:
+      step, peer_stopped = self._loop(path)
+    except LossDivergedError as e:
+      path, step = rundir.latest(cfg.train_dir)
+      raise LossDivergedError('%s; nothing was saved after the last '
+                              'checkpoint: the next run resumes from %s '
+                              '(step %d)' % (e, path, step))
+    except tf.errors.ResourceExhaustedError as e:
+      problem = rundir.disk_problem(cfg.train_dir, e)
+      if problem:
+        raise problem
+      raise machine.OutOfMemoryError(
+          '--batch_size %d: expected a training step to fit in the memory '
+          'of %s, found it does not (%s); try a smaller --batch_size' % (
+              cfg.batch_size, 'the GPU' if machine.gpu_count() else 'this '
+              'machine', errors.reason(e)))
+    if stopping.requested():
+      raise stopping.Interrupted(
+          stopping.requested(), 'interrupted at step %d; checkpoint saved in '
+          '%s: run again to resume' % (step, cfg.train_dir))
+    if peer_stopped:
+      raise stopping.Interrupted(
+          signal.SIGTERM, 'stopped at step %d with the other processes (one '
+          'was asked to stop); checkpoint saved in %s: run again to resume' %
+          (step, cfg.train_dir))
+    log.info('stopped at step %d; checkpoint in %s', step, cfg.train_dir)
+    return step
+
+  def follow(self):
+    """A process of an all-reduce run other than the chief: the chief's
+    steps, from the variables it hands over at the start; it writes nothing
+    (the chief keeps the checkpoints and summaries)."""
+    name = self.cluster.name
+    step, peer_stopped = self._loop(None, writes=False)
+    if stopping.requested() or peer_stopped:
+      raise stopping.Interrupted(stopping.requested() or signal.SIGTERM,
+                                 '%s: %s at step %d (the chief keeps the '
+                                 'checkpoints)' % (
+                                     name, 'interrupted' if
+                                     stopping.requested() else
+                                     'stopped with the others', step))
+    log.info('%s: stopped at step %d', name, step)
+    return step
+
+  def _loop(self, path, writes=True):
+    """Restores or initializes, runs the steps; returns the step it stopped
+    at and whether it stopped because another process of an all-reduce run
+    was asked to. Not `writes`: such a process other than the chief, which
+    writes nothing."""
+    graph, cfg, cluster = self.graph, self.cfg, self.cluster
+    saver = writer = None
+    if writes or path:
+      # Relative paths in the `checkpoint` list: a copied or moved train dir
+      # keeps working, and rotation never reaches another folder. In a
+      # cluster the chief saves every variable itself (not sharded, which
+      # would make each parameter server write its part on its own disk).
+      saver = tf.train.Saver(graph.saved, sharded=not cluster,
+                             max_to_keep=rundir.KEEP,
+                             save_relative_paths=True)
+    if writes:
+      writer, checkpoint_bytes = checkpoints.start_files(graph, cfg)
+    init = tf.global_variables_initializer()
+    local_init = tf.local_variables_initializer()
+    summary_fetches = [graph.summary_step.train_op,
+                       graph.summary_step.total_loss]
+    if writes:
+      summary_fetches.append(summaries.fetches(graph.summary_step.summaries))
+    tf.get_default_graph().finalize()
+    coord = tf.train.Coordinator()
+    with session(cluster, self.config) as (sess, fetch):
+      if path:
+        saver.restore(sess, path)
+        # What the rotation may remove: the newest kept up to this one.
+        saver.recover_last_checkpoints(
+            [p for s, p in rundir.checkpoints(cfg.train_dir)
+             if s <= int(path.rsplit('-', 1)[1])][-rundir.KEEP:])
+      else:
+        fetch(init)
+      fetch(local_init)
+      if graph.sync:
+        fetch(graph.sync.worker_init)
+        fetch(graph.sync.chief_init)
+      threads = tf.train.start_queue_runners(sess, coord)
+      if graph.sync:   # the chief applies each synchronous step
+        threads += graph.sync.releaser.create_threads(sess, coord,
+                                                      start=True)
+      watch = (input_watch.InputWatch(graph.inputs, coord, sess)
+               if graph.inputs else None)
+      try:
+        fetch(graph.prime)   # all-reduce: the chief's variables, to all
+        step = fetch(graph.global_step)
+        saves = None
+        if writes:
+          writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START),
+                                 step)
+          saves = checkpoints.Checkpoints(
+              saver, sess, cfg.train_dir, self.checkpoint_secs,
+              self.checkpoint_steps, checkpoint_bytes)
+          saves.save(step)
+        else:
+          log.info('%s: training from global step %d', cluster.name, step)
+        shown = Progress(writer, step, graph.examples_per_step,
+                         cfg.log_frequency, cfg.max_steps, quiet=not writes)
+        summarized = None   # the step of the last summary
+        every = defaults.SAVE_SUMMARIES_STEPS
+        stop = False
+        while True:
+          first = step
+          # Summaries at the first step, then each time a multiple of 100 is
+          # reached (or passed, when other workers of a cluster trained).
+          summary = (summarized is None or
+                     step // every > summarized // every)
+          planned = (1 if summary else
+                     next_run(step, cfg, self.checkpoint_steps))
+          if watch and watch.error:
+            break
+          stop, count = _agree(graph, fetch, max(0, min(
+              planned, cfg.max_steps - step)))
+          if stop or count <= 0:
+            break
+          try:
+            if summary:
+              values = fetch(summary_fetches)
+              losses = np.array([values[1]])
+              check_losses(first, losses)
+              if writes:
+                _write_summary(writer, graph, values[2], first)
+              summarized = first
+            else:
+              losses = steps(graph, fetch, count, step)
+              check_losses(first, losses)
+          except tf.errors.OutOfRangeError:
+            if not (watch and watch.check()):
+              raise
+            # The queue was closed under the run: the steps it did count.
+            step = fetch(graph.global_step)
+            break
+          # A parameter-server cluster's chief: others advance it too.
+          step = (fetch(graph.global_step)
+                  if cluster and graph.agreement is None
+                  else first + len(losses))
+          shown.ran(first, losses, step)
+          if saves and saves.due(step):
+            saves.save(step)
+        if saves:
+          saves.save(step)
+        if watch and watch.error:
+          raise records.DataError('%s; stopped at step %d%s' % (
+              watch.error, step, ', checkpoint saved' if saves else ''))
+      finally:
+        if watch:
+          watch.stop()
+        unwinding = sys.exc_info()[0] is not None
+        try:
+          if writer:
+            writer.close()
+        except (RuntimeError, OSError) as e:
+          # A full disk fails the last flush too; the error that got here
+          # first is the one to report.
+          if not unwinding:
+            raise rundir.disk_problem(cfg.train_dir, e) or e
+        finally:
+          join_threads(coord, threads, cluster, unwinding)
+    return step, stop and not stopping.requested()
+
+
+class Progress(object):
+  """Logs step, loss and examples/sec every --log_frequency steps, writes
+  the same examples/sec to the summaries, and keeps a live line on a
+  terminal. The loss logged for a step is the loss of that step's batch;
+  the speed is averaged since the last logged run."""
+
+  def __init__(self, writer, step, examples_per_step, log_frequency,
+               max_steps, quiet=False):
+    self._writer = writer
+    self._quiet = quiet   # another process of the run logs the progress
+    self._examples_per_step = examples_per_step
+    self._log_frequency = log_frequency
+    self._max_steps = max_steps
+    self._rate = progress.Rate()
+    self._live = progress.live_line()
+    self._last_step, self._last_time = step, time.time()
+    self._loss = float('nan')   # this trainer's latest
+
+  def ran(self, first, losses, last=None):
+    """After a run of len(losses) steps from step `first`, which ends at
+    global step `last` (beyond first + len(losses) when other workers of a
+    cluster trained meanwhile; a worker's run can even find the cluster
+    already at its end, and train none)."""
+    last = first + len(losses) if last is None else last
+    if len(losses):
+      self._loss = losses[-1]
+    if self._quiet:
+      return
+    self._rate.tick(max(last - first, 1))
+    if self._live.enabled and self._rate.seconds_per_step:
+      self._live.show('step %d/%d  loss %.2f  %.1f examples/sec  ETA %s' % (
+          last, self._max_steps, self._loss,
+          self._examples_per_step / self._rate.seconds_per_step,
+          progress.duration((self._max_steps - last) *
+                            self._rate.seconds_per_step)))
+    logged = [s for s in range(first + 1, last + 1)
+              if s % self._log_frequency == 0]
+    if not logged:
+      return
+    now = time.time()
+    sec_per_batch = (now - self._last_time) / (last - self._last_step)
+    examples_per_sec = self._examples_per_step / sec_per_batch
+    for s in logged:
+      # This trainer's loss of that step, or its latest before it.
+      loss = (losses[min(s - first, len(losses)) - 1] if len(losses)
+              else self._loss)
+      log.info('step %d, loss = %.2f (%.1f examples/sec; %.3f sec/batch)',
+               s, loss, examples_per_sec, sec_per_batch)
+      if self._writer is None:   # a cluster's worker other than the chief
+        continue
+      self._writer.add_summary(tf.Summary(value=[
+          tf.Summary.Value(tag='examples_per_sec',
+                           simple_value=examples_per_sec),
+          tf.Summary.Value(tag='sec_per_batch', simple_value=sec_per_batch),
+      ]), s)
+    self._last_step, self._last_time = last, now
+
+
+def next_run(step, cfg, checkpoint_steps):
+  """How many steps the next run takes: up to --steps_per_run, ending at
+  the next summary step, checkpoint step (if by steps) or --max_steps."""
+  ends = [cfg.max_steps, step + cfg.steps_per_run,
+          (step // defaults.SAVE_SUMMARIES_STEPS + 1) *
+          defaults.SAVE_SUMMARIES_STEPS]
+  if checkpoint_steps:
+    ends.append((step // checkpoint_steps + 1) * checkpoint_steps)
+  return min(ends) - step
+
+
+def check_losses(first, losses):
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    raise LossDivergedError('the loss became %s at step %d' % (
+        losses[bad[0]], first + bad[0] + 1))
+
+
+@contextlib.contextmanager
+def session(cluster, config):
+  """A session and `fetch(fetches, feed=None)`, its run, with a cluster's
+  timeout (a step that waits on a dead peer must end as an error, not
+  hang). Closed at the end; after a cluster's error the close is not
+  waited for: it would wait on the peer that is gone (TensorFlow gives it
+  30 s, then logs an error)."""
+  sess = tf.Session(cluster.target if cluster else '', config=config)
+  options = None
+  if cluster:
+    options = tf.RunOptions(timeout_in_ms=1000 * cluster.timeout_secs)
+  try:
+    yield sess, lambda fetches, feed=None: sess.run(fetches, feed,
+                                                    options=options)
+  except Exception:
+    if not cluster:
+      sess.close()
+      raise
+    threading.Thread(target=sess.close, daemon=True).start()
+    raise
+  sess.close()
+
+
+def steps(graph, fetch, count, step):
+  """One run of `count` ordinary (not summary) steps from `step`: their
+  losses."""
+  if graph.loop is None:   # a synchronous cluster: one step a run
+    _, loss = fetch([graph.summary_step.train_op,
+                     graph.summary_step.total_loss])
+    return np.array([loss])
+  feed = {graph.steps: count}
+  if graph.until is not None:   # others train too: stop where we would
+    feed[graph.until] = step + count
+  done, losses = fetch(graph.loop, feed)
+  return losses[:done]
+
+
+def _agree(graph, fetch, count):
+  """(stop, steps): whether to stop before the next run, and how many steps
+  it takes. Alone: stop when asked to. Where processes train together (an
+  all-reduce run), they vote: all stop when any was asked to, and all take
+  the fewest steps any of them planned, so they always run the same steps
+  (0 when one has reached its --max_steps)."""
+  wanted = stopping.requested() is not None
+  if graph.agreement is None:
+    return wanted, count
+  vote = fetch(graph.agreement.anyone,
+             {graph.agreement.wants: [float(wanted), -float(count)]})
+  return vote[0] > 0, int(-vote[1])
+
+
+def _write_summary(writer, graph, values, step):
+  try:
+    summary = summaries.to_summary(graph.summary_step.summaries, values)
+  except summaries.NonFiniteError as e:
+    raise LossDivergedError('%s at step %d' % (e, step + 1))
+  writer.add_summary(summary, step)
+
+
+def join_threads(coord, threads, cluster, unwinding=False):
+  """Stops the queue runners' threads. A synchronous cluster's releaser
+  waits on the parameter servers for gradients that no longer come; closing
+  the session ends that wait, so it gets a short grace. An input thread's
+  failure, which join raises, is one line; while another error is on its
+  way out, that one is reported instead (the input watch named the file)."""
+  coord.request_stop()
+  try:
+    coord.join(threads, stop_grace_period_secs=2 if cluster else 10,
+               ignore_live_threads=True)
+  except Exception as e:   # pylint: disable=broad-except
+    if unwinding:
+      return
+    raise records.DataError('expected the input threads to read the '
+                            'records, found them stopped: %s' %
+                            errors.reason(e))

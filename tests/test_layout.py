@@ -1,0 +1,68 @@
+"""The floors of the package: a module imports only from its own floor or
+those below, so a reader can go bottom to top (the package docstring's map).
+"""
+import ast
+import os
+
+import pytest
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'cifar10_tutorial')
+
+# What each part may import from the package (besides itself).
+TUTORIAL_LIBRARY = ('cifar10', 'cifar10_input')
+MAY_IMPORT = {
+    'core': ('core',),
+    'cifar10': ('core', 'cifar10_input'),
+    'cifar10_input': ('core',),
+    'engine': ('core', 'engine') + TUTORIAL_LIBRARY,
+    'cluster': ('core', 'engine', 'cluster') + TUTORIAL_LIBRARY,
+    'own_images': ('core', 'engine', 'own_images') + TUTORIAL_LIBRARY,
+}
+
+
+def _modules():
+  for folder, _, files in os.walk(PACKAGE):
+    for name in files:
+      if name.endswith('.py'):
+        path = os.path.join(folder, name)
+        yield os.path.relpath(path, PACKAGE)[:-3].replace(os.sep, '.'), path
+
+
+def _imports(path):
+  """The package's modules that a file imports, as 'engine.loop' or
+  'cifar10'."""
+  with open(path) as f:
+    tree = ast.parse(f.read())
+  found = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and node.module and (
+        node.module == 'cifar10_tutorial' or
+        node.module.startswith('cifar10_tutorial.')):
+      base = node.module[len('cifar10_tutorial.'):]
+      found.update((base + '.' if base else '') + a.name for a in node.names)
+  return found
+
+
+def _is_program(path):
+  with open(path) as f:
+    return "if __name__ == '__main__':" in f.read()
+
+
+def test_the_tutorials_five_modules_stand_in_front():
+  front = sorted(n[:-3] for n in os.listdir(PACKAGE)
+                 if n.endswith('.py') and n != '__init__.py')
+  assert front == ['cifar10', 'cifar10_eval', 'cifar10_input',
+                   'cifar10_multi_gpu_train', 'cifar10_train']
+
+
+@pytest.mark.parametrize('module, path', sorted(_modules()))
+def test_no_module_imports_from_a_floor_above_it(module, path):
+  if _is_program(path) or module.startswith(('shell.', 'tools.')) or \
+      module == '__init__':
+    return   # the programs, their shell and tools stand on everything
+  imported = _imports(path)
+  part = module.split('.')[0]
+  allowed = MAY_IMPORT[part]
+  above = sorted(i for i in imported if i.split('.')[0] not in allowed)
+  assert not above, '%s imports %s from above its floor' % (module, above)
