@@ -36,8 +36,13 @@ OUT ?=
 TF_LOGS ?= 0
 # Extra flags for the program a target runs, e.g. ARGS="--log_frequency 100".
 ARGS ?=
+# make test: how many tests run at once (pytest-xdist); unset, one more
+# than the cores, at most 9 (most of a test is waiting on a program it
+# started, and TensorFlow's import).
+TEST_WORKERS ?=
 export PYTHON VENV DATA_DIR TRAIN_DIR EVAL_DIR LOGDIR MAX_STEPS BATCH_SIZE \
-  RUN_ONCE NUM_GPUS WORKERS PS CIFAR10_ARCHIVE PORT PLOT IMAGES SRC OUT ARGS
+  RUN_ONCE NUM_GPUS WORKERS PS CIFAR10_ARCHIVE PORT PLOT IMAGES SRC OUT ARGS \
+  TEST_WORKERS
 
 PY := "$$VENV/bin/python"
 # make's own names (targets, prerequisites) cannot hold a plain space.
@@ -110,7 +115,8 @@ test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || \
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
 	  echo "note: could not install chromium; the browser test will be skipped"
-	exec $(PY) -m pytest -q -rs tests
+	n=$$(nproc 2>/dev/null || echo 2); n=$$((n < 8 ? n + 1 : 9)); \
+	  exec $(PY) -m pytest -q -rs -n "$${TEST_WORKERS:-$$n}" tests
 
 clean:
 	rm -rf -- "$$VENV"

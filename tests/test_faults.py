@@ -71,7 +71,7 @@ def _child(tmp_path, source, *args):
   prints "ready" once it handles signals), returned at that point."""
   script = tmp_path / 'child.py'
   script.write_text('import logging, sys\n'
-                    'from cifar10_tutorial import stopping\n'
+                    'from cifar10_tutorial.core import stopping\n'
                     'logging.basicConfig(level=logging.INFO, '
                     'stream=sys.stdout)\n' + source)
   child = subprocess.Popen([sys.executable, str(script)] + list(args),

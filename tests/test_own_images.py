@@ -170,7 +170,8 @@ def test_a_checkpoint_for_other_classes_is_one_line(converted, trained_run,
               'of %s), found one for 10' % converted['out'])
   good = os.path.join(converted['src'], 'test', 'blue', '00.png')
   for module, args in (
-      ('predict', ['--checkpoint_dir', trained_run['train_dir'], good]),
+      ('own_images.predict', ['--checkpoint_dir', trained_run['train_dir'],
+                              good]),
       ('cifar10_eval', ['--checkpoint_dir', trained_run['train_dir'],
                         '--eval_dir', str(tmp_path / 'eval'), '--run_once'])):
     result = run_module(module, '--data_dir', converted['out'], *args)

@@ -73,11 +73,11 @@ def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None,
   if cfg.save_checkpoint_secs or cfg.save_checkpoint_steps:
     checkpoint_secs = cfg.save_checkpoint_secs
     checkpoint_steps = cfg.save_checkpoint_steps
-  run = _Training(graph, cfg, config, cluster, checkpoint_secs,
-                  checkpoint_steps)
+  training = _Training(graph, cfg, config, cluster, checkpoint_secs,
+                       checkpoint_steps)
   if cluster and not cluster.is_chief:
-    return run.follow()
-  return run.lead()
+    return training.follow()
+  return training.lead()
 
 
 def build_and_train(cfg, devices=None, cpu_devices=1, **checkpoint_every):

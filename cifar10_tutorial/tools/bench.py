@@ -53,10 +53,9 @@ Whole runs (--runs), for the sustained and accuracy parts:
   bf16            default with --precision bf16
   multi1, multi2  cifar10_multi_gpu_train --num_gpus 1 or 2 (on GPUs: a
                   process per GPU, NCCL all-reduce)
-  multi2_replicated, multi1_cpu, multi2_cpu, multi2_first
-                  the same, --variable_update replicated (one process, a
-                  copy per GPU, NCCL in the graph), cpu (the tutorial's) or
-                  first_tower
+  multi2_replicated
+                  multi2 with --variable_update replicated (one process, a
+                  copy per GPU, NCCL in the graph)
   cmdbuf_off, cmdbuf_all
                   default with XLA's CUDA-graph command buffers off, or on
                   for every kind of kernel (XLA_FLAGS)
@@ -135,19 +134,11 @@ RUNS = {
     'bf16': {'program': 'cifar10_train', 'flags': ['--precision', 'bf16']},
     'multi1': {'program': 'cifar10_multi_gpu_train',
                'flags': ['--num_gpus', '1']},
-    'multi1_cpu': {'program': 'cifar10_multi_gpu_train',
-                   'flags': ['--num_gpus', '1', '--variable_update', 'cpu']},
     'multi2': {'program': 'cifar10_multi_gpu_train',
                'flags': ['--num_gpus', '2'], 'towers': 2},
     'multi2_replicated': {'program': 'cifar10_multi_gpu_train',
                           'flags': ['--num_gpus', '2', '--variable_update',
                                     'replicated'], 'towers': 2},
-    'multi2_cpu': {'program': 'cifar10_multi_gpu_train',
-                   'flags': ['--num_gpus', '2', '--variable_update', 'cpu'],
-                   'towers': 2},
-    'multi2_first': {'program': 'cifar10_multi_gpu_train',
-                     'flags': ['--num_gpus', '2', '--variable_update',
-                               'first_tower'], 'towers': 2},
     # Asynchronous: a global step is one worker's batch.
     'cluster1': {'program': 'cluster.launch',
                  'flags': ['--workers', '1', '--ps', '1']},
