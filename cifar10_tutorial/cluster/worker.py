@@ -1,7 +1,7 @@
 """Training across machines on TensorFlow's own distributed runtime.
 
-    role = cluster.role(cfg)       # from --job_name/--ps_hosts/... or TF_CONFIG
-    cluster.run(cfg)               # a parameter server, or a worker
+    role = worker.role(cfg)        # from --job_name/--ps_hosts/... or TF_CONFIG
+    worker.run(cfg)                # a parameter server, or a worker
 
 Two ways, by whether the cluster has parameter servers:
 
