@@ -8,25 +8,29 @@
 # runs/a"). ARGS and IMAGES are split at spaces (and IMAGES' wildcards
 # expanded), nothing more. Make's own $(...) syntax is expanded by make
 # itself, before any recipe: don't put it in a value.
-# Unset, a program's flag keeps the program's own default (--help).
 
 PYTHON ?= python3
 VENV ?= .venv
-DATA_DIR ?= data
-TRAIN_DIR ?= train_dirs/cifar10_train
-EVAL_DIR ?= train_dirs/cifar10_eval
-LOGDIR ?= train_dirs
+# Unset (or empty), a variable leaves the program's own default, which
+# --help shows: data/, train_dirs/cifar10_train, train_dirs/cifar10_eval,
+# logs under train_dirs/ on port 6006, the plot in
+# train_dirs/cifar10_plot.png, 2 workers and 1 parameter server.
+DATA_DIR ?=
+TRAIN_DIR ?=
+EVAL_DIR ?=
+LOGDIR ?=
 MAX_STEPS ?=
 BATCH_SIZE ?=
-RUN_ONCE ?= 0
-# The program's own default is 1 tower; this target is for several.
+RUN_ONCE ?=
+# The one default of its own: the program's is 1 tower, and this target is
+# for several.
 NUM_GPUS ?= 2
 # make train-cluster: workers and parameter servers on this machine.
-WORKERS ?= 2
-PS ?= 1
+WORKERS ?=
+PS ?=
 CIFAR10_ARCHIVE ?=
-PORT ?= 6006
-PLOT ?= train_dirs/cifar10_plot.png
+PORT ?=
+PLOT ?=
 # make predict: image files or folders, separated by spaces.
 IMAGES ?=
 # make convert: a folder (or .zip/.tar.gz) of train/<class>/ and
@@ -49,9 +53,11 @@ PY := "$$VENV/bin/python"
 space := $(subst ,, )
 STAMP := $(subst $(space),\ ,$(VENV))/.installed-stamp
 TF_FLAGS := $(if $(filter 1,$(TF_LOGS)),--tf_logs)
-# The flags a trainer takes from MAX_STEPS and BATCH_SIZE, where they are set.
-STEPS := $${MAX_STEPS:+--max_steps "$$MAX_STEPS"} \
-  $${BATCH_SIZE:+--batch_size "$$BATCH_SIZE"}
+# A program's flag from a variable, only where the variable is set:
+# $(call flag,TRAIN_DIR,train_dir) is --train_dir "$TRAIN_DIR" or nothing.
+flag = $${$(1):+--$(2) "$$$(1)"}
+DATA := $(call flag,DATA_DIR,data_dir)
+STEPS := $(call flag,MAX_STEPS,max_steps) $(call flag,BATCH_SIZE,batch_size)
 
 .PHONY: install data train train-multigpu train-cluster eval predict convert \
   tensorboard \
@@ -67,47 +73,48 @@ $(STAMP): requirements.txt requirements-dev.txt
 # Each program is exec'd: make waits for it, so on Ctrl-C or SIGTERM its
 # last lines (the checkpoint it saved) come before make's own.
 data: $(STAMP)
-	exec $(PY) -m cifar10_tutorial.tools.cifar10_data --data_dir "$$DATA_DIR" \
-	  $${CIFAR10_ARCHIVE:+--archive "$$CIFAR10_ARCHIVE"}
+	exec $(PY) -m cifar10_tutorial.tools.cifar10_data $(DATA) \
+	  $(call flag,CIFAR10_ARCHIVE,archive)
 
 train: data
-	exec $(PY) -m cifar10_tutorial.cifar10_train --data_dir "$$DATA_DIR" \
-	  --train_dir "$$TRAIN_DIR" $(STEPS) $(TF_FLAGS) $$ARGS
+	exec $(PY) -m cifar10_tutorial.cifar10_train $(DATA) \
+	  $(call flag,TRAIN_DIR,train_dir) $(STEPS) $(TF_FLAGS) $$ARGS
 
 # Towers on the GPUs; with no GPU, on virtual CPU devices (said in the log).
 train-multigpu: data
-	exec $(PY) -m cifar10_tutorial.cifar10_multi_gpu_train \
-	  --data_dir "$$DATA_DIR" --train_dir "$$TRAIN_DIR" $(STEPS) \
-	  --num_gpus "$$NUM_GPUS" --tower_device auto $(TF_FLAGS) $$ARGS
+	exec $(PY) -m cifar10_tutorial.cifar10_multi_gpu_train $(DATA) \
+	  $(call flag,TRAIN_DIR,train_dir) $(STEPS) \
+	  $(call flag,NUM_GPUS,num_gpus) --tower_device auto $(TF_FLAGS) $$ARGS
 
 # A cluster on TensorFlow's distributed runtime, on this machine's loopback.
 train-cluster: data
-	exec $(PY) -m cifar10_tutorial.cluster.launch --data_dir "$$DATA_DIR" \
-	  --train_dir "$$TRAIN_DIR" $(STEPS) --workers "$$WORKERS" --ps "$$PS" \
-	  $(TF_FLAGS) $$ARGS
+	exec $(PY) -m cifar10_tutorial.cluster.launch $(DATA) \
+	  $(call flag,TRAIN_DIR,train_dir) $(STEPS) $(call flag,WORKERS,workers) \
+	  $(call flag,PS,ps) $(TF_FLAGS) $$ARGS
 
 eval: data
-	exec $(PY) -m cifar10_tutorial.cifar10_eval --data_dir "$$DATA_DIR" \
-	  --checkpoint_dir "$$TRAIN_DIR" --eval_dir "$$EVAL_DIR" \
-	  --run_once="$$RUN_ONCE" $(TF_FLAGS) $$ARGS
+	exec $(PY) -m cifar10_tutorial.cifar10_eval $(DATA) \
+	  $(call flag,TRAIN_DIR,checkpoint_dir) $(call flag,EVAL_DIR,eval_dir) \
+	  $${RUN_ONCE:+--run_once="$$RUN_ONCE"} $(TF_FLAGS) $$ARGS
 
 predict: $(STAMP)
-	exec $(PY) -m cifar10_tutorial.own_images.predict --data_dir "$$DATA_DIR" \
-	  --checkpoint_dir "$$TRAIN_DIR" $(TF_FLAGS) $$ARGS -- $$IMAGES
+	exec $(PY) -m cifar10_tutorial.own_images.predict $(DATA) \
+	  $(call flag,TRAIN_DIR,checkpoint_dir) $(TF_FLAGS) $$ARGS -- $$IMAGES
 
 convert: $(STAMP)
 	exec $(PY) -m cifar10_tutorial.own_images.convert --src "$$SRC" \
 	  --out "$$OUT" $$ARGS
 
 tensorboard: $(STAMP)
-	exec $(PY) -m cifar10_tutorial.tools.board --logdir "$$LOGDIR" --port "$$PORT"
+	exec $(PY) -m cifar10_tutorial.tools.board $(call flag,LOGDIR,logdir) \
+	  $(call flag,PORT,port)
 
 plot: $(STAMP)
-	exec $(PY) -m cifar10_tutorial.tools.plot --train_dir "$$TRAIN_DIR" \
-	  --eval_dir "$$EVAL_DIR" --out "$$PLOT"
+	exec $(PY) -m cifar10_tutorial.tools.plot $(call flag,TRAIN_DIR,train_dir) \
+	  $(call flag,EVAL_DIR,eval_dir) $(call flag,PLOT,out)
 
 bench: data
-	exec $(PY) -m cifar10_tutorial.tools.bench --data_dir "$$DATA_DIR" $$ARGS
+	exec $(PY) -m cifar10_tutorial.tools.bench $(DATA) $$ARGS
 
 # The browser test needs Debian's chromium: installed here when possible
 # (root, registry reachable), else that one test is skipped and says why.
