@@ -41,6 +41,7 @@ from cifar10_tutorial.core import stopping
 from cifar10_tutorial.engine import loop
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import placement
+from cifar10_tutorial.engine import steps
 from cifar10_tutorial.engine import train_graph
 
 log = logging.getLogger('cifar10_tutorial')
@@ -276,7 +277,7 @@ def _work(graph, cfg, config, cluster):
   local_init = tf.local_variables_initializer()
   tf.get_default_graph().finalize()
   coord = tf.train.Coordinator()
-  with loop.session(cluster, config) as (sess, fetch):
+  with steps.session(cluster, config) as (sess, fetch):
     started = time.time()
     # Every half second, not TensorFlow's 30 s readiness poll: a worker
     # starts within a second of the chief's session.
@@ -295,17 +296,17 @@ def _work(graph, cfg, config, cluster):
       fetch(graph.prime)
       step = fetch(graph.global_step)
       log.info('%s: training from global step %d', cluster.name, step)
-      shown = loop.Progress(None, step, graph.examples_per_step,
+      shown = steps.Progress(None, step, graph.examples_per_step,
                             cfg.log_frequency, cfg.max_steps)
       while step < cfg.max_steps and not stopping.requested():
         first = step
-        losses = loop.steps(graph, fetch, loop.next_run(step, cfg, None),
-                            step)
+        losses = steps.run(graph, fetch, steps.next_run(step, cfg, None),
+                           step)
         loop.check_losses(first, losses)
         step = fetch(graph.global_step)
         shown.ran(first, losses, step)
     finally:
-      loop.join_threads(coord, threads, cluster)
+      steps.join_threads(coord, threads, cluster)
   if stopping.requested():
     raise stopping.Interrupted(stopping.requested(), '%s: interrupted at '
                                'step %d (the chief keeps the checkpoints)' %

@@ -7,20 +7,18 @@
 
 `train` resumes from the newest readable checkpoint in --train_dir (holding
 the dir's lock for the run), runs the graph's steps to --max_steps (several
-per session run where the graph has its in-graph loop), logs progress,
-writes summaries and checkpoints (checkpoints.py), and stops cleanly on a
-signal, on an input that can no longer feed it (input_watch.py) or on a
-loss that is not finite. Where processes train together (an all-reduce run
-of cifar10_multi_gpu_train, a cluster: cluster/worker.py), the chief does
-all that and the others follow its steps, writing nothing.
+per session run where the graph has its in-graph loop: steps.py), logs
+progress, writes summaries and checkpoints (checkpoints.py), and stops
+cleanly on a signal, on an input that can no longer feed it
+(input_watch.py) or on a loss that is not finite. Where processes train
+together (an all-reduce run of cifar10_multi_gpu_train, a cluster:
+cluster/worker.py), the chief does all that and the others follow its
+steps, writing nothing.
 """
 import collections
-import contextlib
 import logging
 import signal
 import sys
-import threading
-import time
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -28,7 +26,6 @@ import tensorflow.compat.v1 as tf
 from cifar10_tutorial import cifar10
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import errors
-from cifar10_tutorial.core import progress
 from cifar10_tutorial.core import records
 from cifar10_tutorial.core import stopping
 from cifar10_tutorial.core import summaries
@@ -36,6 +33,7 @@ from cifar10_tutorial.engine import checkpoints
 from cifar10_tutorial.engine import input_watch
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import rundir
+from cifar10_tutorial.engine import steps
 from cifar10_tutorial.engine import train_graph
 
 log = logging.getLogger('cifar10_tutorial')
@@ -206,7 +204,7 @@ class _Training(object):
       summary_fetches.append(summaries.fetches(graph.summary_step.summaries))
     tf.get_default_graph().finalize()
     coord = tf.train.Coordinator()
-    with session(cluster, self.config) as (sess, fetch):
+    with steps.session(cluster, self.config) as (sess, fetch):
       if path:
         saver.restore(sess, path)
         # What the rotation may remove: the newest kept up to this one.
@@ -238,7 +236,7 @@ class _Training(object):
           saves.save(step)
         else:
           log.info('%s: training from global step %d', cluster.name, step)
-        shown = Progress(writer, step, graph.examples_per_step,
+        shown = steps.Progress(writer, step, graph.examples_per_step,
                          cfg.log_frequency, cfg.max_steps, quiet=not writes)
         summarized = None   # the step of the last summary
         every = defaults.SAVE_SUMMARIES_STEPS
@@ -250,10 +248,10 @@ class _Training(object):
           summary = (summarized is None or
                      step // every > summarized // every)
           planned = (1 if summary else
-                     next_run(step, cfg, self.checkpoint_steps))
+                     steps.next_run(step, cfg, self.checkpoint_steps))
           if watch and watch.error:
             break
-          stop, count = _agree(graph, fetch, max(0, min(
+          stop, count = steps.agree(graph, fetch, max(0, min(
               planned, cfg.max_steps - step)))
           if stop or count <= 0:
             break
@@ -266,7 +264,7 @@ class _Training(object):
                 _write_summary(writer, graph, values[2], first)
               summarized = first
             else:
-              losses = steps(graph, fetch, count, step)
+              losses = steps.run(graph, fetch, count, step)
               check_losses(first, losses)
           except tf.errors.OutOfRangeError:
             if not (watch and watch.check()):
@@ -299,77 +297,8 @@ class _Training(object):
           if not unwinding:
             raise rundir.disk_problem(cfg.train_dir, e) or e
         finally:
-          join_threads(coord, threads, cluster, unwinding)
+          steps.join_threads(coord, threads, cluster, unwinding)
     return step, stop and not stopping.requested()
-
-
-class Progress(object):
-  """Logs step, loss and examples/sec every --log_frequency steps, writes
-  the same examples/sec to the summaries, and keeps a live line on a
-  terminal. The loss logged for a step is the loss of that step's batch;
-  the speed is averaged since the last logged run."""
-
-  def __init__(self, writer, step, examples_per_step, log_frequency,
-               max_steps, quiet=False):
-    self._writer = writer
-    self._quiet = quiet   # another process of the run logs the progress
-    self._examples_per_step = examples_per_step
-    self._log_frequency = log_frequency
-    self._max_steps = max_steps
-    self._rate = progress.Rate()
-    self._live = progress.live_line()
-    self._last_step, self._last_time = step, time.time()
-    self._loss = float('nan')   # this trainer's latest
-
-  def ran(self, first, losses, last=None):
-    """After a run of len(losses) steps from step `first`, which ends at
-    global step `last` (beyond first + len(losses) when other workers of a
-    cluster trained meanwhile; a worker's run can even find the cluster
-    already at its end, and train none)."""
-    last = first + len(losses) if last is None else last
-    if len(losses):
-      self._loss = losses[-1]
-    if self._quiet:
-      return
-    self._rate.tick(max(last - first, 1))
-    if self._live.enabled and self._rate.seconds_per_step:
-      self._live.show('step %d/%d  loss %.2f  %.1f examples/sec  ETA %s' % (
-          last, self._max_steps, self._loss,
-          self._examples_per_step / self._rate.seconds_per_step,
-          progress.duration((self._max_steps - last) *
-                            self._rate.seconds_per_step)))
-    logged = [s for s in range(first + 1, last + 1)
-              if s % self._log_frequency == 0]
-    if not logged:
-      return
-    now = time.time()
-    sec_per_batch = (now - self._last_time) / (last - self._last_step)
-    examples_per_sec = self._examples_per_step / sec_per_batch
-    for s in logged:
-      # This trainer's loss of that step, or its latest before it.
-      loss = (losses[min(s - first, len(losses)) - 1] if len(losses)
-              else self._loss)
-      log.info('step %d, loss = %.2f (%.1f examples/sec; %.3f sec/batch)',
-               s, loss, examples_per_sec, sec_per_batch)
-      if self._writer is None:   # a cluster's worker other than the chief
-        continue
-      self._writer.add_summary(tf.Summary(value=[
-          tf.Summary.Value(tag='examples_per_sec',
-                           simple_value=examples_per_sec),
-          tf.Summary.Value(tag='sec_per_batch', simple_value=sec_per_batch),
-      ]), s)
-    self._last_step, self._last_time = last, now
-
-
-def next_run(step, cfg, checkpoint_steps):
-  """How many steps the next run takes: up to --steps_per_run, ending at
-  the next summary step, checkpoint step (if by steps) or --max_steps."""
-  ends = [cfg.max_steps, step + cfg.steps_per_run,
-          (step // defaults.SAVE_SUMMARIES_STEPS + 1) *
-          defaults.SAVE_SUMMARIES_STEPS]
-  if checkpoint_steps:
-    ends.append((step // checkpoint_steps + 1) * checkpoint_steps)
-  return min(ends) - step
 
 
 def check_losses(first, losses):
@@ -379,78 +308,9 @@ def check_losses(first, losses):
         losses[bad[0]], first + bad[0] + 1))
 
 
-@contextlib.contextmanager
-def session(cluster, config):
-  """A session and `fetch(fetches, feed=None)`, its run, with a cluster's
-  timeout (a step that waits on a dead peer must end as an error, not
-  hang). Closed at the end; after a cluster's error the close is not
-  waited for: it would wait on the peer that is gone (TensorFlow gives it
-  30 s, then logs an error)."""
-  sess = tf.Session(cluster.target if cluster else '', config=config)
-  options = None
-  if cluster:
-    options = tf.RunOptions(timeout_in_ms=1000 * cluster.timeout_secs)
-  try:
-    yield sess, lambda fetches, feed=None: sess.run(fetches, feed,
-                                                    options=options)
-  except Exception:
-    if not cluster:
-      sess.close()
-      raise
-    threading.Thread(target=sess.close, daemon=True).start()
-    raise
-  sess.close()
-
-
-def steps(graph, fetch, count, step):
-  """One run of `count` ordinary (not summary) steps from `step`: their
-  losses."""
-  if graph.loop is None:   # a synchronous cluster: one step a run
-    _, loss = fetch([graph.summary_step.train_op,
-                     graph.summary_step.total_loss])
-    return np.array([loss])
-  feed = {graph.steps: count}
-  if graph.until is not None:   # others train too: stop where we would
-    feed[graph.until] = step + count
-  done, losses = fetch(graph.loop, feed)
-  return losses[:done]
-
-
-def _agree(graph, fetch, count):
-  """(stop, steps): whether to stop before the next run, and how many steps
-  it takes. Alone: stop when asked to. Where processes train together (an
-  all-reduce run), they vote: all stop when any was asked to, and all take
-  the fewest steps any of them planned, so they always run the same steps
-  (0 when one has reached its --max_steps)."""
-  wanted = stopping.requested() is not None
-  if graph.agreement is None:
-    return wanted, count
-  vote = fetch(graph.agreement.anyone,
-             {graph.agreement.wants: [float(wanted), -float(count)]})
-  return vote[0] > 0, int(-vote[1])
-
-
 def _write_summary(writer, graph, values, step):
   try:
     summary = summaries.to_summary(graph.summary_step.summaries, values)
   except summaries.NonFiniteError as e:
     raise LossDivergedError('%s at step %d' % (e, step + 1))
   writer.add_summary(summary, step)
-
-
-def join_threads(coord, threads, cluster, unwinding=False):
-  """Stops the queue runners' threads. A synchronous cluster's releaser
-  waits on the parameter servers for gradients that no longer come; closing
-  the session ends that wait, so it gets a short grace. An input thread's
-  failure, which join raises, is one line; while another error is on its
-  way out, that one is reported instead (the input watch named the file)."""
-  coord.request_stop()
-  try:
-    coord.join(threads, stop_grace_period_secs=2 if cluster else 10,
-               ignore_live_threads=True)
-  except Exception as e:   # pylint: disable=broad-except
-    if unwinding:
-      return
-    raise records.DataError('expected the input threads to read the '
-                            'records, found them stopped: %s' %
-                            errors.reason(e))

@@ -1,0 +1,162 @@
+"""Training steps in a session, for the loop (loop.py) and a cluster's
+workers (cluster/worker.py): the session with a cluster's deadline, a run
+of k steps, the vote of processes that train together, the progress lines,
+and the input threads' end.
+
+    with session(cluster, config) as (sess, fetch):
+      losses = run(graph, fetch, next_run(step, cfg, every), step)
+      shown.ran(step, losses)          # shown = Progress(writer, step, ...)
+"""
+import contextlib
+import logging
+import threading
+import time
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import errors
+from cifar10_tutorial.core import progress
+from cifar10_tutorial.core import records
+from cifar10_tutorial.core import stopping
+
+log = logging.getLogger('cifar10_tutorial')
+
+
+def next_run(step, cfg, checkpoint_steps):
+  """How many steps the next run takes: up to --steps_per_run, ending at
+  the next summary step, checkpoint step (if by steps) or --max_steps."""
+  ends = [cfg.max_steps, step + cfg.steps_per_run,
+          (step // defaults.SAVE_SUMMARIES_STEPS + 1) *
+          defaults.SAVE_SUMMARIES_STEPS]
+  if checkpoint_steps:
+    ends.append((step // checkpoint_steps + 1) * checkpoint_steps)
+  return min(ends) - step
+
+
+@contextlib.contextmanager
+def session(cluster, config):
+  """A session and `fetch(fetches, feed=None)`, its run, with a cluster's
+  timeout (a step that waits on a dead peer must end as an error, not
+  hang). Closed at the end; after a cluster's error the close is not
+  waited for: it would wait on the peer that is gone (TensorFlow gives it
+  30 s, then logs an error)."""
+  sess = tf.Session(cluster.target if cluster else '', config=config)
+  options = None
+  if cluster:
+    options = tf.RunOptions(timeout_in_ms=1000 * cluster.timeout_secs)
+  try:
+    yield sess, lambda fetches, feed=None: sess.run(fetches, feed,
+                                                    options=options)
+  except Exception:
+    if not cluster:
+      sess.close()
+      raise
+    threading.Thread(target=sess.close, daemon=True).start()
+    raise
+  sess.close()
+
+
+def run(graph, fetch, count, step):
+  """One run of `count` ordinary (not summary) steps from `step`: their
+  losses."""
+  if graph.loop is None:   # a synchronous cluster: one step a run
+    _, loss = fetch([graph.summary_step.train_op,
+                     graph.summary_step.total_loss])
+    return np.array([loss])
+  feed = {graph.steps: count}
+  if graph.until is not None:   # others train too: stop where we would
+    feed[graph.until] = step + count
+  done, losses = fetch(graph.loop, feed)
+  return losses[:done]
+
+
+def agree(graph, fetch, count):
+  """(stop, steps): whether to stop before the next run, and how many steps
+  it takes. Alone: stop when asked to. Where processes train together (an
+  all-reduce run), they vote: all stop when any was asked to, and all take
+  the fewest steps any of them planned, so they always run the same steps
+  (0 when one has reached its --max_steps)."""
+  wanted = stopping.requested() is not None
+  if graph.agreement is None:
+    return wanted, count
+  vote = fetch(graph.agreement.anyone,
+             {graph.agreement.wants: [float(wanted), -float(count)]})
+  return vote[0] > 0, int(-vote[1])
+
+
+def join_threads(coord, threads, cluster, unwinding=False):
+  """Stops the queue runners' threads. A synchronous cluster's releaser
+  waits on the parameter servers for gradients that no longer come; closing
+  the session ends that wait, so it gets a short grace. An input thread's
+  failure, which join raises, is one line; while another error is on its
+  way out, that one is reported instead (the input watch named the file)."""
+  coord.request_stop()
+  try:
+    coord.join(threads, stop_grace_period_secs=2 if cluster else 10,
+               ignore_live_threads=True)
+  except Exception as e:   # pylint: disable=broad-except
+    if unwinding:
+      return
+    raise records.DataError('expected the input threads to read the '
+                            'records, found them stopped: %s' %
+                            errors.reason(e))
+
+
+class Progress(object):
+  """Logs step, loss and examples/sec every --log_frequency steps, writes
+  the same examples/sec to the summaries, and keeps a live line on a
+  terminal. The loss logged for a step is the loss of that step's batch;
+  the speed is averaged since the last logged run."""
+
+  def __init__(self, writer, step, examples_per_step, log_frequency,
+               max_steps, quiet=False):
+    self._writer = writer
+    self._quiet = quiet   # another process of the run logs the progress
+    self._examples_per_step = examples_per_step
+    self._log_frequency = log_frequency
+    self._max_steps = max_steps
+    self._rate = progress.Rate()
+    self._live = progress.live_line()
+    self._last_step, self._last_time = step, time.time()
+    self._loss = float('nan')   # this trainer's latest
+
+  def ran(self, first, losses, last=None):
+    """After a run of len(losses) steps from step `first`, which ends at
+    global step `last` (beyond first + len(losses) when other workers of a
+    cluster trained meanwhile; a worker's run can even find the cluster
+    already at its end, and train none)."""
+    last = first + len(losses) if last is None else last
+    if len(losses):
+      self._loss = losses[-1]
+    if self._quiet:
+      return
+    self._rate.tick(max(last - first, 1))
+    if self._live.enabled and self._rate.seconds_per_step:
+      self._live.show('step %d/%d  loss %.2f  %.1f examples/sec  ETA %s' % (
+          last, self._max_steps, self._loss,
+          self._examples_per_step / self._rate.seconds_per_step,
+          progress.duration((self._max_steps - last) *
+                            self._rate.seconds_per_step)))
+    logged = [s for s in range(first + 1, last + 1)
+              if s % self._log_frequency == 0]
+    if not logged:
+      return
+    now = time.time()
+    sec_per_batch = (now - self._last_time) / (last - self._last_step)
+    examples_per_sec = self._examples_per_step / sec_per_batch
+    for s in logged:
+      # This trainer's loss of that step, or its latest before it.
+      loss = (losses[min(s - first, len(losses)) - 1] if len(losses)
+              else self._loss)
+      log.info('step %d, loss = %.2f (%.1f examples/sec; %.3f sec/batch)',
+               s, loss, examples_per_sec, sec_per_batch)
+      if self._writer is None:   # a cluster's worker other than the chief
+        continue
+      self._writer.add_summary(tf.Summary(value=[
+          tf.Summary.Value(tag='examples_per_sec',
+                           simple_value=examples_per_sec),
+          tf.Summary.Value(tag='sec_per_batch', simple_value=sec_per_batch),
+      ]), s)
+    self._last_step, self._last_time = last, now
