@@ -60,7 +60,8 @@ class Task(object):
   def __init__(self, name, argv, env=None):
     self.name = name
     self.proc = children.start(
-        [sys.executable, '-u', '-m', 'cifar10_tutorial.cluster.cifar10_dist_train'] +
+        [sys.executable, '-u', '-m',
+         'cifar10_tutorial.cluster.cifar10_dist_train'] +
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     self._reader = threading.Thread(target=self._relay, daemon=True)

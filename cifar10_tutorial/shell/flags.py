@@ -151,7 +151,8 @@ DATA_DIR_OPTION = _opt(
 TF_LOGS = _bool('tf_logs', False,
                 'show TensorFlow\'s own C++ logs and deprecation warnings')
 INPUT_PIPELINE = _opt(
-    'input_pipeline', choices=defaults.INPUT_PIPELINES, default=defaults.INPUT_PIPELINES[0],
+    'input_pipeline', choices=defaults.INPUT_PIPELINES,
+    default=defaults.INPUT_PIPELINES[0],
     help='batched: read and distort %d records per call, each with its own '
          'random draws (about 6x less CPU per example); per_example: one '
          'record per call, as in the tutorial. Same distributions'
@@ -160,7 +161,8 @@ MODEL = [
     _opt('lrn', choices=defaults.LRNS, default=defaults.LRNS[0],
          help='local response normalization: matmul (a banded matrix '
               'product, faster) or tf (tf.nn.lrn); same numbers'),
-    _opt('precision', choices=defaults.PRECISIONS, default=defaults.PRECISIONS[0],
+    _opt('precision', choices=defaults.PRECISIONS,
+         default=defaults.PRECISIONS[0],
          help='bf16: convolutions and matrix products in bfloat16 (faster '
               'only on CPUs with bfloat16 matrix units, such as AMX, and on '
               'GPUs); variables, loss and averages stay float32. '
@@ -208,7 +210,8 @@ TRAINING = [
               'the raw uint8 images and each tower does that on its own '
               'device, a batch at a time (same distributions); auto: device '
               'when the towers are on GPUs and --input_pipeline is batched'),
-    _opt('xla', type=auto_or_boolean, default=defaults.AUTO, metavar='BOOL|auto',
+    _opt('xla', type=auto_or_boolean, default=defaults.AUTO,
+         metavar='BOOL|auto',
          help='compile the training step with XLA, which fuses its many '
               'small ops; auto: on when the towers are on GPUs'),
     _opt('prefetch_to_device', type=auto_or_boolean, default=defaults.AUTO,
@@ -222,7 +225,8 @@ MULTI_GPU = TRAINING + [
     _opt('tower_device', choices=defaults.TOWER_DEVICES, default='gpu',
          help='gpu: towers on /gpu:i; cpu: on virtual CPU devices (testing, '
               'graph viewing); auto: gpu if any'),
-    _opt('variable_update', choices=defaults.VARIABLE_UPDATES, default=defaults.AUTO,
+    _opt('variable_update', choices=defaults.VARIABLE_UPDATES,
+         default=defaults.AUTO,
          help='where the variables live and are updated. collective: a '
               'process per tower, each with its own input and its own copy '
               'of the variables, the gradients summed across them by one '
@@ -283,7 +287,8 @@ EVAL = [
          default=defaults.EVAL_INTERVAL_SECS,
          help='seconds between looks for new checkpoints'),
     _bool('run_once', False, 'evaluate the latest checkpoint once and exit'),
-    _opt('eval_device', choices=defaults.EVAL_DEVICES, default=defaults.EVAL_DEVICES[0],
+    _opt('eval_device', choices=defaults.EVAL_DEVICES,
+         default=defaults.EVAL_DEVICES[0],
          help='cpu keeps eval off the GPU a trainer is using'),
 ] + MODEL + [TF_LOGS]
 DATA = [
