@@ -58,8 +58,9 @@ class Cluster(object):
     self.tasks = {}
 
   def start(self, job, index, *extra):
-    run = Running('cluster.cifar10_dist_train', '--job_name', job, '--task_index',
-                  str(index), *(self.hosts + self.args + list(extra)))
+    run = Running('cluster.cifar10_dist_train', '--job_name', job,
+                  '--task_index', str(index),
+                  *(self.hosts + self.args + list(extra)))
     self.tasks[job, index] = run
     return run
 

@@ -117,8 +117,8 @@ def test_converted_data_trains_evaluates_and_predicts(converted, tmp_path):
   src = converted['src']
   files = [os.path.join(src, 'test', 'red', '00.png'),
            os.path.join(src, 'test', 'green')]
-  predicted = run_module('own_images.predict', '--data_dir', out, '--checkpoint_dir',
-                         train_dir, *files)
+  predicted = run_module('own_images.predict', '--data_dir', out,
+                         '--checkpoint_dir', train_dir, *files)
   assert predicted.returncode == 0, predicted.stdout + predicted.stderr
   lines = predicted.stdout.strip().splitlines()
   assert lines[0] == 'model.ckpt-30 (step 30), classes of %s:' % out
@@ -148,7 +148,8 @@ def test_predict_says_which_files_failed_and_still_classifies_the_rest(
   empty.write_bytes(b'')
   page.write_text('<html>Not Found</html>')
   good = os.path.join(converted['src'], 'test', 'blue', '00.png')
-  result = run_module('own_images.predict', '--data_dir', trained_run['data_dir'],
+  result = run_module('own_images.predict', '--data_dir',
+                      trained_run['data_dir'],
                       '--checkpoint_dir', trained_run['train_dir'],
                       str(empty), good, str(page), str(tmp_path / 'gone.gif'))
   assert result.returncode == 1
@@ -249,7 +250,8 @@ def test_what_a_killed_conversion_left_is_removed_by_the_next(converted,
   half = os.path.join(out, '.converting-%d-y' % dead)
   for folder in (scratch, half):
     os.makedirs(os.path.join(folder, 'partial'))
-  result = run_module('own_images.convert', '--src', converted['src'], '--out', out)
+  result = run_module('own_images.convert', '--src', converted['src'],
+                      '--out', out)
   assert result.returncode == 0, result.stdout + result.stderr
   assert not os.path.exists(scratch) and not os.path.exists(half)
 
@@ -258,7 +260,8 @@ def test_predict_refuses_what_is_not_a_file_without_reading_it(
     converted, trained_run, tmp_path):
   fifo = str(tmp_path / 'pipe.png')
   os.mkfifo(fifo)   # reading it would wait for a writer forever
-  result = run_module('own_images.predict', '--data_dir', trained_run['data_dir'],
+  result = run_module('own_images.predict', '--data_dir',
+                      trained_run['data_dir'],
                       '--checkpoint_dir', trained_run['train_dir'], fifo,
                       '/dev/zero', timeout=60)
   assert result.returncode == 1
