@@ -1,7 +1,8 @@
 """A run's files in its train dir: the checkpoints, the graph, the events.
 
     writer, checkpoint_bytes = start_files(graph, cfg)   # before the first step
-    checkpoints = Checkpoints(saver, sess, train_dir, secs, steps, checkpoint_bytes)
+    checkpoints = Checkpoints(saver, sess, train_dir, secs, steps,
+                              checkpoint_bytes)
     if checkpoints.due(step): checkpoints.save(step)
 
 Every file is checked for room before it is started, and a save that fails

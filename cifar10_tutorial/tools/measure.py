@@ -198,9 +198,9 @@ def train(name, args):
 
 def checkpoint(name, args):
   """Saves a freshly initialised model (and its averages) for eval."""
-  _, _, config = train_graph.prepare(
-      flags.training_config(data_dir=args.data_dir))
-  with tf.Session(config=config) as sess:
+  train_graph.build_graph(machine.resolve(
+      flags.training_config(data_dir=args.data_dir), on_gpu=False))
+  with tf.Session() as sess:
     sess.run(tf.global_variables_initializer())
     return {'path': tf.train.Saver().save(sess, os.path.join(
         args.checkpoint_dir, 'model.ckpt'), global_step=0)}
