@@ -12,8 +12,9 @@ def test_bench_measures_every_part_and_writes_json(tmp_path):
   out = tmp_path / 'bench.json'
   result = run_module(
       'tools.bench', '--data_dir', data, '--json', str(out), '--rounds', '1',
-      '--parts', 'input,train,eval,memory', '--inputs', 'batched',
+      '--parts', 'input,train,eval,memory,sustained', '--inputs', 'batched',
       '--configs', 'default', '--evals', 'default', '--steps', '2',
+      '--runs', 'default', '--run_warmup', '10', '--run_steps', '20',
       # More examples than the queue holds, so that the timed dequeues
       # wait on reading (else the CPU time can round to 0 clock ticks).
       '--warmup', '1', '--input_examples', '4096', timeout=300)
@@ -27,6 +28,8 @@ def test_bench_measures_every_part_and_writes_json(tmp_path):
   assert summary['eval']['default']['images_per_sec'] > 0
   assert summary['memory']['records_x10'] == 20000
   assert summary['memory']['peak_rss_mb_x10'] > 0
+  # A whole cifar10_train run of this checkout, timed from its own events.
+  assert summary['sustained']['default']['examples_per_sec'] > 0
 
 
 def test_network_flops_follow_the_layer_shapes():

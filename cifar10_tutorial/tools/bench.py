@@ -52,7 +52,9 @@ Whole runs (--runs), for the sustained and accuracy parts:
   cpu_preprocess  default with --preprocess_on cpu
   bf16            default with --precision bf16
   multi1, multi2  cifar10_multi_gpu_train --num_gpus 1 or 2 (on GPUs: a
-                  process per GPU, NCCL all-reduce)
+                  process per GPU, NCCL all-reduce compiled by XLA)
+  multi2_kernel   multi2 with the all-reduce as TensorFlow's kernel, outside
+                  XLA (CIFAR10_ALL_REDUCE=kernel)
   multi2_replicated
                   multi2 with --variable_update replicated (one process, a
                   copy per GPU, NCCL in the graph)
@@ -136,6 +138,10 @@ RUNS = {
                'flags': ['--num_gpus', '1']},
     'multi2': {'program': 'cifar10_multi_gpu_train',
                'flags': ['--num_gpus', '2'], 'towers': 2},
+    # multi2 with the all-reduce as TensorFlow's kernel, outside XLA.
+    'multi2_kernel': {'program': 'cifar10_multi_gpu_train',
+                      'flags': ['--num_gpus', '2'], 'towers': 2,
+                      'env': {'CIFAR10_ALL_REDUCE': 'kernel'}},
     'multi2_replicated': {'program': 'cifar10_multi_gpu_train',
                           'flags': ['--num_gpus', '2', '--variable_update',
                                     'replicated'], 'towers': 2},
@@ -156,7 +162,8 @@ RUNS = {
                      'CUBLASLT,CUDNN,CUSTOM_CALL '
                      '--xla_gpu_graph_min_graph_size=1'}},
 }
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))   # the checkout
 SLOW_STEPS, SLOW_WARMUP, SLOW_EVAL_EXAMPLES = 20, 3, 1000
 
 # The tables: (heading, result key, format) per column; the first column is
