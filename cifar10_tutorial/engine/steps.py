@@ -35,20 +35,44 @@ def next_run(step, cfg, checkpoint_steps):
   return min(ends) - step
 
 
+# A cluster's deadline for the first run of each kind of fetch, which also
+# builds and compiles it: XLA on a GPU took 13 s for a parameter-server
+# worker's first run of 100 steps on an idle H200 (2026-11-30), longer on a
+# busy machine. That is not a peer's silence; later runs get the
+# --peer_timeout_secs deadline.
+FIRST_RUN_SECS = 120
+
+
+def _kind(fetches):
+  """What makes two fetches the same run to TensorFlow: their names."""
+  return tuple(getattr(t, 'name', None) or repr(t)
+               for t in tf.nest.flatten(fetches))
+
+
 @contextlib.contextmanager
 def session(cluster, config):
   """A session and `fetch(fetches, feed=None)`, its run, with a cluster's
   timeout (a step that waits on a dead peer must end as an error, not
-  hang). Closed at the end; after a cluster's error the close is not
-  waited for: it would wait on the peer that is gone (TensorFlow gives it
-  30 s, then logs an error)."""
+  hang; the first run of each kind gets FIRST_RUN_SECS at least). Closed
+  at the end; after a cluster's error the close is not waited for: it
+  would wait on the peer that is gone (TensorFlow gives it 30 s, then logs
+  an error)."""
   sess = tf.Session(cluster.target if cluster else '', config=config)
-  options = None
+  fetch = sess.run
   if cluster:
-    options = tf.RunOptions(timeout_in_ms=1000 * cluster.timeout_secs)
+    ran = set()
+    later = tf.RunOptions(timeout_in_ms=1000 * cluster.timeout_secs)
+    first = tf.RunOptions(timeout_in_ms=1000 * max(cluster.timeout_secs,
+                                                   FIRST_RUN_SECS))
+
+    def fetch(fetches, feed=None):
+      kind = _kind(fetches)
+      options = later if kind in ran else first
+      out = sess.run(fetches, feed, options=options)
+      ran.add(kind)
+      return out
   try:
-    yield sess, lambda fetches, feed=None: sess.run(fetches, feed,
-                                                    options=options)
+    yield sess, fetch
   except Exception:
     if not cluster:
       sess.close()
