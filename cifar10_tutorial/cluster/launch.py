@@ -159,12 +159,17 @@ def run(cfg, argv, workers, ps, gpus, names):
     log.info('all-reduce: %s at %s (%s is the chief, writing into %s)',
              ', '.join(names), ', '.join(worker_hosts), names[0],
              cfg.train_dir)
+  nccl = {}
+  if not ps and any(gpus) and 'NCCL_COMM_ID' not in os.environ:
+    # Where the workers' NCCL meets, for an all-reduce compiled by XLA.
+    nccl['NCCL_COMM_ID'] = '127.0.0.1:%d' % free_ports(1)[0]
   servers, tasks = [], []
   try:
     servers = [Task('ps %d' % i, ['--job_name', 'ps', '--task_index', str(i)]
                     + common, env=_sees(None)) for i in range(ps)]
     tasks = [Task(names[i], ['--job_name', 'worker', '--task_index', str(i)]
-                  + common, env=_sees(gpus[i])) for i in range(workers)]
+                  + common, env=dict(_sees(gpus[i]), **nccl))
+             for i in range(workers)]
     return _supervise(servers, tasks, all_reduce=not ps)
   finally:
     for task in servers + tasks:   # whatever happened: nothing left over

@@ -216,11 +216,12 @@ def train(cfg, r):
       # Only the parameter servers and itself: a dead worker stops no other.
       config.device_filters.extend(['/job:ps', worker])
     else:
-      tower = worker + ('/device:GPU:0' if machine.gpu_count() else
-                        '/device:CPU:0')
+      gpu = machine.gpu_count() > 0
+      tower = worker + ('/device:GPU:0' if gpu else '/device:CPU:0')
       replicas = placement.Collective(r.index, len(r.workers), tower,
                                       worker + '/device:CPU:0',
-                                      cfg.peer_timeout_secs)
+                                      cfg.peer_timeout_secs,
+                                      compiled=compiled_all_reduce(cfg, gpu))
       with tf.device(worker):
         cfg, graph, config = train_graph.prepare(cfg, placement=replicas)
       config.device_filters.append(worker)
@@ -228,6 +229,17 @@ def train(cfg, r):
     cluster = loop.Cluster(server.target, r.index == 0,
                            cfg.peer_timeout_secs, name(r))
     return _train(graph, cfg, config, cluster)
+
+
+def compiled_all_reduce(cfg, gpu, environ=os.environ):
+  """Whether an all-reduce worker compiles its all-reduce into the step's
+  XLA program: on a GPU, with XLA, where NCCL_COMM_ID says where the
+  workers' NCCL meets (XLA's NCCL is set up by address, not through
+  TensorFlow's runtime: the launcher sets it; across machines, a free port
+  of worker 0's host). CIFAR10_ALL_REDUCE=kernel asks for TensorFlow's
+  kernel instead."""
+  return bool(gpu and cfg.xla is not False and environ.get('NCCL_COMM_ID')
+              and environ.get('CIFAR10_ALL_REDUCE') != 'kernel')
 
 
 def _train(graph, cfg, config, cluster):

@@ -242,7 +242,7 @@ class Collective(OneDevice):
   """
 
   def __init__(self, rank, replicas, tower_device, cpu_device,
-               timeout_secs=0):
+               timeout_secs=0, compiled=False):
     super(Collective, self).__init__()
     self.rank, self.replicas = rank, replicas
     self.devices = [tower_device]
@@ -251,6 +251,7 @@ class Collective(OneDevice):
     self._timeout = float(timeout_secs)
     self._hint = 'nccl' if 'gpu' in tower_device.lower() else 'auto'
     self._keys = itertools.count(1)
+    self.compiled = compiled
 
   def _all_reduce(self, t, group, merge='Add', hint='auto', timeout=0.0):
     # No timeout on the collectives of every step or run: TensorFlow keeps
@@ -265,8 +266,10 @@ class Collective(OneDevice):
     (t,) = towers
     values = [g for g, _ in t.grads] + [t.total_loss]
     with tf.device(self.devices[0]), tf.name_scope('all_reduce'):
-      # Not compiled by XLA: the collective is TensorFlow's kernel.
-      with tf.xla.experimental.jit_scope(compile_ops=False):
+      # `compiled`: inside the step's XLA program, which runs the NCCL
+      # all-reduce on the GPU between the gradients and the update. Else
+      # TensorFlow's kernel, which returns to the host in between.
+      with tf.xla.experimental.jit_scope(compile_ops=self.compiled):
         summed = self._all_reduce(pack(values), GRADIENT_GROUP,
                                   hint=self._hint)
       means = unpack(summed / float(self.replicas), values)
