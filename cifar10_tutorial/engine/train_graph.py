@@ -38,7 +38,8 @@ TrainGraph = collections.namedtuple('TrainGraph', [
     'global_step', 'examples_per_step',   # batch size x towers x processes
     'summary_step',   # a Step: one step that also computes the summaries
     'steps',          # how many steps `loop` runs (fed)
-    'loop',           # (steps done, their losses): stops early at a NaN
+    'loop',           # (steps done, their losses); the losses are
+                      # checked after the run (a NaN does not stop it)
     'prime',          # runs once before the first step (fills the staging)
     'saved',          # the variables a checkpoint holds (None: all)
     'settings',       # what the run's math depends on, beyond the flags
@@ -240,26 +241,28 @@ def loop_graph(step, global_step, examples_per_step, prime=None,
   until = (tf.placeholder(global_step.dtype.base_dtype, [],
                           name='until_global_step') if bounded else None)
 
-  def going(i, finite, losses):
-    more = tf.logical_and(finite, i < steps)
+  def going(i, losses):
+    more = i < steps
     if until is None:
       return more
-    # Read once the last iteration's step has counted itself: `finite`
-    # comes after its update. (The loop counter alone would let the read
-    # run ahead of that step, and each worker train one step more.)
-    with tf.control_dependencies([finite]):
+    # Read once the last iteration's step has counted itself: `i` comes
+    # after its update.
+    with tf.control_dependencies([i]):
       reached = global_step.read_value()
     return tf.logical_and(more, reached < until)
 
-  def body(i, finite, losses):
+  def body(i, losses):
+    # The next step starts once this one's update is issued (a GPU runs
+    # them in order), not once its loss is back on the host: a loss in the
+    # loop's condition would make the host wait for the GPU every step.
+    # The losses are checked after the run (loop.check_losses).
     s = step(False)
     with tf.control_dependencies([s.train_op]):
-      loss = tf.identity(s.total_loss)
-    return i + 1, tf.math.is_finite(loss), losses.write(i, loss)
+      return i + 1, losses.write(i, tf.identity(s.total_loss))
 
-  done, _, losses = tf.while_loop(
+  done, losses = tf.while_loop(
       going, body,
-      [tf.constant(0), tf.constant(True),
+      [tf.constant(0),
        tf.TensorArray(tf.float32, size=steps, element_shape=[])],
       name='train_loop')
   return TrainGraph(global_step, examples_per_step, summary_step, steps,
