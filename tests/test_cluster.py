@@ -382,3 +382,23 @@ def test_a_first_run_may_take_longer_than_the_peer_timeout(monkeypatch):
       assert fetch(tf.constant(2.0) * 3) == 6.0   # another kind: its own
       with pytest.raises(tf.errors.DeadlineExceededError):
         fetch(slow)
+
+
+def test_gpu_workers_of_an_all_reduce_compile_it_where_their_nccl_can_meet():
+  # XLA's NCCL meets at NCCL_COMM_ID: the launcher picks a free port for an
+  # all-reduce's GPU workers (a parameter-server cluster, CPU workers or a
+  # user's own setting get none), and a worker compiles its all-reduce only
+  # on a GPU, with XLA, where it is set; CIFAR10_ALL_REDUCE=kernel opts out.
+  met = launch.nccl_meeting_point(0, ['0', '1'], {})
+  assert re.fullmatch(r'127\.0\.0\.1:\d+', met['NCCL_COMM_ID'])
+  assert launch.nccl_meeting_point(1, ['0', '1'], {}) == {}
+  assert launch.nccl_meeting_point(0, [None, None], {}) == {}
+  assert launch.nccl_meeting_point(0, ['0'], {'NCCL_COMM_ID': 'h:1'}) == {}
+  cfg = flags.config('cifar10_dist_train')
+  assert worker.compiled_all_reduce(cfg, True, met)
+  assert not worker.compiled_all_reduce(cfg, False, met)
+  assert not worker.compiled_all_reduce(cfg, True, {})
+  assert not worker.compiled_all_reduce(
+      cfg, True, dict(met, CIFAR10_ALL_REDUCE='kernel'))
+  cfg.xla = False
+  assert not worker.compiled_all_reduce(cfg, True, met)

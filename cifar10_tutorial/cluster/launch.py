@@ -142,6 +142,16 @@ def replicas(cfg, devices, argv):
              ['tower %d' % i for i in range(len(devices))])
 
 
+def nccl_meeting_point(ps, gpus, environ=os.environ):
+  """The environment that tells an all-reduce's workers on GPUs (`ps` 0,
+  `gpus` not all None) where their NCCL meets, for the all-reduce that XLA
+  compiles (worker.compiled_all_reduce): a free loopback port, unless the
+  user set NCCL_COMM_ID. Empty otherwise."""
+  if ps or not any(g is not None for g in gpus) or 'NCCL_COMM_ID' in environ:
+    return {}
+  return {'NCCL_COMM_ID': '127.0.0.1:%d' % free_ports(1)[0]}
+
+
 def run(cfg, argv, workers, ps, gpus, names):
   """Starts `ps` parameter servers and `workers` workers (`names`, worker
   i seeing GPU `gpus[i]` alone, None: none), each with `argv`, and
@@ -159,10 +169,7 @@ def run(cfg, argv, workers, ps, gpus, names):
     log.info('all-reduce: %s at %s (%s is the chief, writing into %s)',
              ', '.join(names), ', '.join(worker_hosts), names[0],
              cfg.train_dir)
-  nccl = {}
-  if not ps and any(gpus) and 'NCCL_COMM_ID' not in os.environ:
-    # Where the workers' NCCL meets, for an all-reduce compiled by XLA.
-    nccl['NCCL_COMM_ID'] = '127.0.0.1:%d' % free_ports(1)[0]
+  nccl = nccl_meeting_point(ps, gpus)
   servers, tasks = [], []
   try:
     servers = [Task('ps %d' % i, ['--job_name', 'ps', '--task_index', str(i)]
