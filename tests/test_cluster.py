@@ -400,5 +400,8 @@ def test_gpu_workers_of_an_all_reduce_compile_it_where_their_nccl_can_meet():
   assert not worker.compiled_all_reduce(cfg, True, {})
   assert not worker.compiled_all_reduce(
       cfg, True, dict(met, CIFAR10_ALL_REDUCE='kernel'))
+  with pytest.raises(worker.ClusterError) as e:
+    worker.compiled_all_reduce(cfg, True, {'NCCL_COMM_ID': 'h0'})
+  assert str(e.value).endswith("found 'h0'")
   cfg.xla = False
   assert not worker.compiled_all_reduce(cfg, True, met)

@@ -238,8 +238,16 @@ def compiled_all_reduce(cfg, gpu, environ=os.environ):
   TensorFlow's runtime: the launcher sets it; across machines, a free port
   of worker 0's host). CIFAR10_ALL_REDUCE=kernel asks for TensorFlow's
   kernel instead."""
-  return bool(gpu and cfg.xla is not False and environ.get('NCCL_COMM_ID')
-              and environ.get('CIFAR10_ALL_REDUCE') != 'kernel')
+  meet = environ.get('NCCL_COMM_ID')
+  if not (gpu and cfg.xla is not False and meet and
+          environ.get('CIFAR10_ALL_REDUCE') != 'kernel'):
+    return False
+  host, _, port = meet.rpartition(':')
+  if not (host and port.isdigit() and 0 < int(port) < 65536):
+    raise ClusterError('NCCL_COMM_ID: expected host:port, where the workers\' '
+                       'NCCL meets (worker 0\'s host and a free port), found '
+                       '%r' % meet)
+  return True
 
 
 def _train(graph, cfg, config, cluster):
