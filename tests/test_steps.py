@@ -123,7 +123,7 @@ def test_a_run_names_the_step_whose_loss_is_not_finite():
   bad = np.flatnonzero(~np.isfinite(losses))
   assert bad.size and np.isfinite(losses[:bad[0]]).all()
   with pytest.raises(loop.LossDivergedError,
-                     match=r'became \w+ at step %d$' % (7 + bad[0])):
+                     match=r'became \S+ at step %d$' % (7 + bad[0])):
     loop.check_losses(6, losses)
 
 
