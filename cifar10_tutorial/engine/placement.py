@@ -251,7 +251,7 @@ class Collective(OneDevice):
     self._timeout = float(timeout_secs)
     self._hint = 'nccl' if 'gpu' in tower_device.lower() else 'auto'
     self._keys = itertools.count(1)
-    self.compiled = compiled
+    self._compiled = compiled
 
   def _all_reduce(self, t, group, merge='Add', hint='auto', timeout=0.0):
     # No timeout on the collectives of every step or run: TensorFlow keeps
@@ -269,7 +269,7 @@ class Collective(OneDevice):
       # `compiled`: inside the step's XLA program, which runs the NCCL
       # all-reduce on the GPU between the gradients and the update. Else
       # TensorFlow's kernel, which returns to the host in between.
-      with tf.xla.experimental.jit_scope(compile_ops=self.compiled):
+      with tf.xla.experimental.jit_scope(compile_ops=self._compiled):
         summed = self._all_reduce(pack(values), GRADIENT_GROUP,
                                   hint=self._hint)
       means = unpack(summed / float(self.replicas), values)
