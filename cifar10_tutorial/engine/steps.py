@@ -49,6 +49,22 @@ def _kind(fetches):
                for t in tf.nest.flatten(fetches))
 
 
+def _with_deadlines(sess, timeout_secs):
+  """sess.run held to `timeout_secs`, or FIRST_RUN_SECS if longer for the
+  first run of each kind."""
+  ran = set()
+  later = tf.RunOptions(timeout_in_ms=1000 * timeout_secs)
+  first = tf.RunOptions(timeout_in_ms=1000 * max(timeout_secs,
+                                                 FIRST_RUN_SECS))
+
+  def fetch(fetches, feed=None):
+    kind = _kind(fetches)
+    out = sess.run(fetches, feed, options=later if kind in ran else first)
+    ran.add(kind)
+    return out
+  return fetch
+
+
 @contextlib.contextmanager
 def session(cluster, config):
   """A session and `fetch(fetches, feed=None)`, its run, with a cluster's
@@ -58,19 +74,7 @@ def session(cluster, config):
   would wait on the peer that is gone (TensorFlow gives it 30 s, then logs
   an error)."""
   sess = tf.Session(cluster.target if cluster else '', config=config)
-  fetch = sess.run
-  if cluster:
-    ran = set()
-    later = tf.RunOptions(timeout_in_ms=1000 * cluster.timeout_secs)
-    first = tf.RunOptions(timeout_in_ms=1000 * max(cluster.timeout_secs,
-                                                   FIRST_RUN_SECS))
-
-    def fetch(fetches, feed=None):
-      kind = _kind(fetches)
-      options = later if kind in ran else first
-      out = sess.run(fetches, feed, options=options)
-      ran.add(kind)
-      return out
+  fetch = _with_deadlines(sess, cluster.timeout_secs) if cluster else sess.run
   try:
     yield sess, fetch
   except Exception:
