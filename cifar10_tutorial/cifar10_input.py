@@ -88,12 +88,29 @@ def distort(image):
   return tf.image.per_image_standardization(random_distortions(image))
 
 
-def _uniform(n, low, high, dtype=tf.float32):
-  """One draw per example, shaped to broadcast over [n, h, w, depth]."""
-  return tf.random.uniform([n, 1, 1, 1], low, high, dtype=dtype)
+def _uniform(n, low, high, dtype=tf.float32, seed=None, k=0):
+  """One draw per example, shaped to broadcast over [n, h, w, depth]: from
+  TensorFlow's stateful generator, or, given `seed` (int64 [2]), the k-th
+  stateless stream of that seed (which XLA compiles)."""
+  shape = [n, 1, 1, 1]
+  if seed is None:
+    return tf.random.uniform(shape, low, high, dtype=dtype)
+  seed = tf.random.experimental.stateless_fold_in(seed, k, alg='philox')
+  if dtype != tf.float32:
+    return tf.random.stateless_uniform(shape, seed, low, high, dtype=dtype,
+                                       alg='philox')
+  # Floats from the generator's bits, as TensorFlow's kernels make them
+  # (23 of them under a 1.0 exponent, minus 1): XLA makes the same bits,
+  # but its own floats from them differ where the program reads a variable.
+  bits = tf.random.stateless_uniform(shape, seed, None, None, tf.uint32,
+                                     alg='philox')
+  one_to_two = tf.bitcast(tf.bitwise.bitwise_or(
+      tf.bitwise.right_shift(bits, 9), tf.constant(0x3F800000, tf.uint32)),
+                          tf.float32)
+  return low + (one_to_two - 1.0) * (high - low)
 
 
-def random_distortions_batch(images):
+def random_distortions_batch(images, seed=None):
   """`random_distortions` on a batch [n, 32, 32, 3] (uint8 or float), every
   example with its own draws, from the same distributions:
 
@@ -105,28 +122,32 @@ def random_distortions_batch(images):
 
   The crop and the flip are one gather of rows and one of columns (a flip
   reads the crop's columns backwards), done before the cast to float so
-  they move a quarter of the bytes. Returns float32 [n, 24, 24, 3].
+  they move a quarter of the bytes. Returns float32 [n, 24, 24, 3]. With
+  `seed` (int64 [2]) the draws are stateless: the same seed, the same
+  draws.
   """
   size = defaults.IMAGE_SIZE
   n = tf.shape(images)[0]
   span = tf.range(size)
-  rows = _uniform(n, 0, defaults.SOURCE_HEIGHT - size + 1, tf.int32)
-  cols = _uniform(n, 0, defaults.SOURCE_WIDTH - size + 1, tf.int32)
-  flip = _uniform(n, 0.0, 1.0) < 0.5
+  rows = _uniform(n, 0, defaults.SOURCE_HEIGHT - size + 1, tf.int32, seed, 0)
+  cols = _uniform(n, 0, defaults.SOURCE_WIDTH - size + 1, tf.int32, seed, 1)
+  flip = _uniform(n, 0.0, 1.0, seed=seed, k=2) < 0.5
   rows = rows[:, 0, 0, :] + span
   cols = cols[:, 0, 0, :] + tf.where_v2(flip[:, 0, 0, :], span[::-1], span)
   images = tf.gather(images, rows, axis=1, batch_dims=1)
   images = tf.cast(tf.gather(images, cols, axis=2, batch_dims=1), tf.float32)
   delta = defaults.MAX_BRIGHTNESS_DELTA
-  images += _uniform(n, -delta, delta)
+  images += _uniform(n, -delta, delta, seed=seed, k=3)
   mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
-  factor = _uniform(n, defaults.CONTRAST_LOWER, defaults.CONTRAST_UPPER)
+  factor = _uniform(n, defaults.CONTRAST_LOWER, defaults.CONTRAST_UPPER,
+                    seed=seed, k=4)
   return (images - mean) * factor + mean
 
 
-def distort_batch(images):
+def distort_batch(images, seed=None):
   """`distort` on a batch [n, 32, 32, 3]: float32 [n, 24, 24, 3]."""
-  return tf.image.per_image_standardization(random_distortions_batch(images))
+  return tf.image.per_image_standardization(
+      random_distortions_batch(images, seed))
 
 
 def central_crop(image):
@@ -183,9 +204,10 @@ class ExampleQueue(object):
         return tuple(self.queue.dequeue_up_to(batch_size))
       return tuple(self.queue.dequeue_many(batch_size))
 
-  def finish(self, images):
-    """The preprocessing left to the consumer: float32 [batch, 24, 24, 3]."""
-    return self._finish(images) if self._finish else images
+  def finish(self, images, seed=None):
+    """The preprocessing left to the consumer: float32 [batch, 24, 24, 3]
+    (`seed`: distort_batch's)."""
+    return self._finish(images, seed) if self._finish else images
 
   def fill_summary(self):
     """A scalar summary: how full the queue is (0 = starving the trainer)."""
@@ -248,14 +270,14 @@ def _example_queue(data_dir, eval_data, preprocess, batch_size, num_threads,
                                                    [enqueue] * num_threads))
   return ExampleQueue(queue, capacity, warmup, num_records,
                       partial_batches=not shuffle,
-                      finish=_finish_raw if raw else None,
+                      finish=finish_raw if raw else None,
                       class_names=class_names, files=files)
 
 
-def _finish_raw(images):
+def finish_raw(images, seed=None):
   # Cast first: the gathers then run on float32, which every device has
   # kernels for. The same numbers as distorting the uint8 pixels.
-  return distort_batch(tf.cast(images, tf.float32))
+  return distort_batch(tf.cast(images, tf.float32), seed)
 
 
 def train_queue(data_dir, batch_size, num_threads=None, pipeline='batched',

@@ -380,6 +380,10 @@ def test_a_first_run_may_take_longer_than_the_peer_timeout(monkeypatch):
     with steps.session(cluster, tf.ConfigProto()) as (_, fetch):
       assert fetch(slow) == 1.0
       assert fetch(tf.constant(2.0) * 3) == 6.0   # another kind: its own
+      # A compiled loop is compiled again for each step count (its shape).
+      assert fetch(slow, shape=99) == 1.0
+      with pytest.raises(tf.errors.DeadlineExceededError):
+        fetch(slow, shape=99)
       with pytest.raises(tf.errors.DeadlineExceededError):
         fetch(slow)
 

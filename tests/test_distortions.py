@@ -47,7 +47,21 @@ def _batched_draws():
       return sess.run(cifar10_input.random_distortions_batch(images))
 
 
-DRAW = {'per_example': _per_example_draws, 'batched': _batched_draws}
+def _stateless_draws(seed=(1, 2)):
+  with tf.Graph().as_default():
+    images = tf.constant(np.repeat(_probe()[None], DRAWS, axis=0), tf.float32)
+    with tf.Session() as sess:
+      return sess.run(cifar10_input.random_distortions_batch(
+          images, tf.constant(seed, tf.int64)))
+
+
+DRAW = {'per_example': _per_example_draws, 'batched': _batched_draws,
+        'stateless': _stateless_draws}
+
+
+def test_stateless_draws_are_the_seed_s_alone():
+  np.testing.assert_array_equal(_stateless_draws(), _stateless_draws())
+  assert not np.allclose(_stateless_draws(), _stateless_draws((1, 3)))
 
 
 def read_back(out):

@@ -14,7 +14,7 @@ import tensorflow.compat.v1 as tf
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.engine import machine
 from conftest import run_module
-from test_steps import _two_ways, _weights
+from test_steps import K, _train_raw, _two_ways, _weights
 
 GPUS = machine.gpu_count()
 needs_a_gpu = pytest.mark.skipif(
@@ -40,14 +40,29 @@ def test_the_gpu_defaults_train_resume_and_are_recorded(tiny_data, tmp_path):
   with open(os.path.join(train_dir, 'config.json')) as f:
     settings = json.load(f)
   assert (settings['steps_per_run'], settings['xla'],
-          settings['prefetch_to_device'], settings['preprocess_on']) == (
-              defaults.GPU_STEPS_PER_RUN, True, True, 'device')
+          settings['prefetch_to_device'], settings['preprocess_on'],
+          settings['compiled_loop']) == (
+              defaults.GPU_STEPS_PER_RUN, True, True, 'device', True)
   second = run_module('cifar10_train', '--max_steps', '260', *args,
                       timeout=240)
   assert second.returncode == 0, second.stdout + second.stderr
   assert re.search(r'resuming from .*model\.ckpt-250 \(step 250\)',
                    second.stdout)
   assert 'saved checkpoint at step 260' in second.stdout
+
+
+@needs_a_gpu
+def test_the_compiled_loop_trains_on_the_gpu_as_the_graph_s_loop_does():
+  # test_steps.py's check, on the GPU: TF32 products and cuDNN's choice of
+  # algorithms differ between XLA and TensorFlow's kernels, hence the
+  # tolerances.
+  compiled, compiled_losses = _train_raw([K, K - 2], True, gpu=True)
+  graph_loop, graph_losses = _train_raw([1] * (2 * K - 2), False, gpu=True)
+  assert compiled['global_step'] == graph_loop['global_step'] == 2 * K - 2
+  np.testing.assert_allclose(compiled_losses, graph_losses, rtol=1e-2)
+  for name, value in compiled.items():
+    np.testing.assert_allclose(graph_loop[name], value, rtol=1e-2, atol=1e-3,
+                               err_msg=name)
 
 
 @needs_two_gpus

@@ -100,6 +100,65 @@ def test_k_steps_in_one_run_are_k_single_steps(towers, prefetch):
                                  err_msg=name)
 
 
+def _raw_queue(n):
+  """A raw ExampleQueue (uint8 32x32x3 images, distorted by the consumer,
+  as on a GPU) holding `n` examples in a fixed order."""
+  rng = np.random.RandomState(5)
+  images = rng.randint(0, 256, size=(n, 32, 32, 3)).astype(np.uint8)
+  labels = rng.randint(0, 10, n).astype(np.int32)
+  with tf.device('/cpu:0'):
+    queue = tf.FIFOQueue(n, [tf.uint8, tf.int32], shapes=[[32, 32, 3], []])
+    fill = queue.enqueue_many([images, labels])
+  return cifar10_input.ExampleQueue(
+      queue, n, 0, defaults.EXAMPLES_PER_EPOCH_TRAIN, False,
+      finish=cifar10_input.finish_raw), fill
+
+
+def _train_raw(runs, compiled, gpu=False):
+  """`runs` loop runs of a raw queue's batches (distorted by the step, with
+  stateless draws) from _weights() / 5, on the CPU or a `gpu`; every global
+  variable, by name, and the runs' losses."""
+  cfg = machine.resolve(flags.training_config(
+      batch_size=BATCH, preprocess_on='device', prefetch_to_device=True,
+      xla=compiled, compiled_loop=compiled, steps_per_run=K), on_gpu=gpu)
+  with tf.Graph().as_default():
+    queue, fill = _raw_queue(BATCH * (3 * K + 1))
+    graph = train_graph.build_graph(cfg, queue=queue)
+    assert train_graph.compiles_loop(cfg, placement.OneDevice(),
+                                     queue) == compiled
+    variables = {v.op.name: v for v in tf.global_variables()}
+    # A fifth of _weights(): at their size the loss grows a hundredfold in
+    # a few steps, and with it the rounding differences between XLA's
+    # kernels and TensorFlow's.
+    start = [variables[n + suffix].assign(v / 5) for n, v in _weights().items()
+             for suffix in ('', '/ExponentialMovingAverage')]
+    config = machine.session_config(cfg)
+    with tf.Session(config=config if gpu else on_the_cpu(config)) as sess:
+      sess.run([tf.global_variables_initializer(),
+                tf.local_variables_initializer(), fill])
+      sess.run(start)
+      sess.run(graph.prime)
+      losses = []
+      for run in runs:
+        done, ran = sess.run(graph.loop, {graph.steps: run})
+        assert done == run
+        losses.extend(ran)
+      return sess.run(variables), np.array(losses)
+
+
+def test_a_compiled_loop_trains_as_the_graph_s_loop_does():
+  # One XLA program for K steps, then a shorter run (the first batches of
+  # its chunk), against the same steps in TensorFlow's loop, one a run:
+  # the same batches, the same stateless draws, the same update.
+  compiled, compiled_losses = _train_raw([K, K - 2], compiled=True)
+  graph_loop, graph_losses = _train_raw([1] * (2 * K - 2), compiled=False)
+  assert compiled['global_step'] == graph_loop['global_step'] == 2 * K - 2
+  np.testing.assert_allclose(compiled_losses, graph_losses, rtol=1e-4)
+  for name, value in compiled.items():
+    np.testing.assert_allclose(graph_loop[name], value, rtol=1e-4, atol=1e-5,
+                               err_msg=name)
+
+
 def test_a_run_names_the_step_whose_loss_is_not_finite():
   # A learning rate of 1e30 makes the weights explode within a few steps.
   cfg = machine.resolve(flags.training_config(batch_size=BATCH,
@@ -142,6 +201,7 @@ def test_auto_settings_follow_where_the_towers_are():
                                  'device')
   assert (cpu.steps_per_run, cpu.xla, cpu.prefetch_to_device,
           cpu.preprocess_on) == (1, False, False, 'cpu')
+  assert gpu.compiled_loop is True and cpu.compiled_loop is False
   # The tutorial's per-example input distorts on the CPU, one record a call.
   assert machine.resolve(flags.training_config(
       input_pipeline='per_example'), on_gpu=True).preprocess_on == 'cpu'

@@ -138,9 +138,9 @@ def training_settings(cfg, devices=None):
 
 def resolve(cfg, on_gpu):
   """A copy of the training flags with each 'auto' decided: the in-graph
-  loop, XLA, prefetching, preprocessing on the device and a process per
-  GPU when the towers are on GPUs (`on_gpu`), the tutorial's way
-  otherwise."""
+  loop (compiled with XLA), XLA, prefetching, preprocessing on the device
+  and a process per GPU when the towers are on GPUs (`on_gpu`), the
+  tutorial's way otherwise."""
   cfg = argparse.Namespace(**vars(cfg))
   if cfg.steps_per_run == defaults.AUTO:
     cfg.steps_per_run = defaults.GPU_STEPS_PER_RUN if on_gpu else 1
@@ -153,6 +153,8 @@ def resolve(cfg, on_gpu):
   if cfg.preprocess_on == defaults.AUTO:
     cfg.preprocess_on = ('device' if on_gpu and cfg.input_pipeline == 'batched'
                          else 'cpu')
+  if getattr(cfg, 'compiled_loop', None) == defaults.AUTO:
+    cfg.compiled_loop = on_gpu and cfg.xla is True
   return cfg
 
 

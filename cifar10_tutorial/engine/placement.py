@@ -93,6 +93,8 @@ class OneDevice(object):
 
   replicas = 1   # processes that each train this graph's towers
   agreement = None   # Collective's: see there
+  # Whether XLA compiles what `combine` builds (a compiled loop needs it).
+  compiles_all_reduce = True
 
   def __init__(self):
     self.devices = [None]
@@ -116,11 +118,18 @@ class OneDevice(object):
     once before the first step."""
     return graph
 
+  def steps_done(self, done):
+    """`done`, the steps a compiled loop's run took, as its run fetches
+    it."""
+    return done
+
 
 class OnHome(OneDevice):
   """One copy of the variables on `home`: the CPU (the tutorial's
   multi-GPU trainer) or the first tower's device; each tower on its own
   device; the gradients averaged on `home` and applied once."""
+
+  compiles_all_reduce = False
 
   def __init__(self, devices, home):
     super(OnHome, self).__init__()
@@ -177,6 +186,8 @@ class Replicated(OneDevice):
   first under the tutorial's names, the others under `tower_i/`); every
   tower gets the sum of all towers' gradients and applies the same update.
   A checkpoint holds the first copy; the others start from it."""
+
+  compiles_all_reduce = False
 
   def __init__(self, devices):
     super(Replicated, self).__init__()
@@ -251,7 +262,7 @@ class Collective(OneDevice):
     self._timeout = float(timeout_secs)
     self._hint = 'nccl' if 'gpu' in tower_device.lower() else 'auto'
     self._keys = itertools.count(1)
-    self._compiled = compiled
+    self.compiles_all_reduce = compiled
 
   def _all_reduce(self, t, group, merge='Add', hint='auto', timeout=0.0):
     # No timeout on the collectives of every step or run: TensorFlow keeps
@@ -266,15 +277,27 @@ class Collective(OneDevice):
     (t,) = towers
     values = [g for g, _ in t.grads] + [t.total_loss]
     with tf.device(self.devices[0]), tf.name_scope('all_reduce'):
-      # `compiled`: inside the step's XLA program, which runs the NCCL
+      # Compiled: inside the step's XLA program, which runs the NCCL
       # all-reduce on the GPU between the gradients and the update. Else
       # TensorFlow's kernel, which returns to the host in between.
-      with tf.xla.experimental.jit_scope(compile_ops=self._compiled):
+      with tf.xla.experimental.jit_scope(
+          compile_ops=self.compiles_all_reduce):
         summed = self._all_reduce(pack(values), GRADIENT_GROUP,
                                   hint=self._hint)
       means = unpack(summed / float(self.replicas), values)
     grads = [(m, v) for m, (_, v) in zip(means, t.grads)]
     return Update(grads, [], tf.identity(means[-1], name='mean_total_loss'))
+
+  def steps_done(self, done):
+    # A session sets a run up for collectives only where it sees a
+    # collective op in the run's graph, and it does not look inside the
+    # compiled loop's function, where the all-reduce is. So the run also
+    # agrees on the steps done (the same everywhere) with TensorFlow's own
+    # kernel: one small all-reduce a run.
+    with tf.device(self._cpu):
+      fewest = self._all_reduce(tf.cast(tf.reshape(done, [1]), tf.float32),
+                                CONTROL_GROUP, merge='Min')
+      return tf.cast(fewest[0], done.dtype)
 
   def _broadcast(self, variables):
     """Rank 0's values of `variables` into every process's: a sum in which

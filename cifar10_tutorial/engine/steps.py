@@ -51,30 +51,39 @@ def _kind(fetches):
 
 def _with_deadlines(sess, timeout_secs):
   """sess.run held to `timeout_secs`, or FIRST_RUN_SECS if longer for the
-  first run of each kind."""
+  first run of each kind: of fetches, and of `shape`, where the fed values
+  change what XLA compiles (a compiled loop's step count)."""
   ran = set()
   later = tf.RunOptions(timeout_in_ms=1000 * timeout_secs)
   first = tf.RunOptions(timeout_in_ms=1000 * max(timeout_secs,
                                                  FIRST_RUN_SECS))
 
-  def fetch(fetches, feed=None):
-    kind = _kind(fetches)
+  def fetch(fetches, feed=None, shape=None):
+    kind = (_kind(fetches), shape)
     out = sess.run(fetches, feed, options=later if kind in ran else first)
     ran.add(kind)
     return out
   return fetch
 
 
+def _without_deadlines(sess):
+  def fetch(fetches, feed=None, shape=None):
+    del shape   # no deadline to choose
+    return sess.run(fetches, feed)
+  return fetch
+
+
 @contextlib.contextmanager
 def session(cluster, config):
-  """A session and `fetch(fetches, feed=None)`, its run, with a cluster's
-  timeout (a step that waits on a dead peer must end as an error, not
-  hang; the first run of each kind gets FIRST_RUN_SECS at least). Closed
-  at the end; after a cluster's error the close is not waited for: it
-  would wait on the peer that is gone (TensorFlow gives it 30 s, then logs
-  an error)."""
+  """A session and `fetch(fetches, feed=None, shape=None)`, its run, with a
+  cluster's timeout (a step that waits on a dead peer must end as an
+  error, not hang; the first run of each kind, and of each `shape`, gets
+  FIRST_RUN_SECS at least). Closed at the end; after a cluster's error the
+  close is not waited for: it would wait on the peer that is gone
+  (TensorFlow gives it 30 s, then logs an error)."""
   sess = tf.Session(cluster.target if cluster else '', config=config)
-  fetch = _with_deadlines(sess, cluster.timeout_secs) if cluster else sess.run
+  fetch = (_with_deadlines(sess, cluster.timeout_secs) if cluster else
+           _without_deadlines(sess))
   try:
     yield sess, fetch
   except Exception:
@@ -96,7 +105,8 @@ def run(graph, fetch, count, step):
   feed = {graph.steps: count}
   if graph.until is not None:   # others train too: stop where we would
     feed[graph.until] = step + count
-  done, losses = fetch(graph.loop, feed)
+  # A compiled loop is compiled again for each step count.
+  done, losses = fetch(graph.loop, feed, shape=count)
   return losses[:done]
 
 

@@ -19,9 +19,14 @@ A training step (dequeue, gradients, update, moving averages, global step)
 is built twice: once with the summaries, run alone every 100th step, and
 once inside an in-graph loop that runs --steps_per_run steps per
 session.run, so that on a GPU Python and the session are paid once per N
-steps instead of every step.
+steps instead of every step. With --compiled_loop (the GPU default where a
+process has one tower), that loop is one XLA program: a run's batches are
+staged on the device the run before (Chunks), and the program's steps,
+distortions included (stateless draws, seeded by the global step), never
+return to the host.
 """
 import collections
+import functools
 
 import tensorflow.compat.v1 as tf
 from tensorflow.python.ops import data_flow_ops
@@ -32,6 +37,10 @@ from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import records
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import placement as placements
+
+# The first half of the seed of every stateless draw (--compiled_loop); the
+# second is the global step and the tower's place among all of them.
+DRAW_SEED = 20261130
 
 # What build_graph makes and train runs.
 TrainGraph = collections.namedtuple('TrainGraph', [
@@ -114,8 +123,9 @@ class Feed(object):
     with tf.device(self.device):
       return self._area.put(batch)
 
-  def batch(self):
-    """(images, labels, refill op) for one step."""
+  def batch(self, seed=None):
+    """(images, labels, refill op) for one step; given `seed`, a raw
+    queue's distortions are stateless draws of it (distort_batch)."""
     if self._area is None:
       images, labels = self.queue.dequeue(self.batch_size)
       refill = tf.no_op()
@@ -124,7 +134,110 @@ class Feed(object):
         images, labels = self._area.get()
       refill = self._refill()
     with tf.device(self.device):
-      return self.queue.finish(images), labels, refill
+      return self.queue.finish(images, seed), labels, refill
+
+
+class Chunks(object):
+  """One tower's batches for the compiled loop, a whole run's at once.
+
+  The host dequeues `size` batches of the queue, one by one as every step
+  does, and a staging area on `device` holds them: each run takes the
+  chunk staged by the run before, and stages the next while its steps
+  run. A run of fewer steps uses the first batches and drops the others
+  (the last run before --max_steps, or one cut short by a stop); the steps
+  of a run each still see a batch of their own. `prime` stages the first.
+  """
+
+  def __init__(self, queue, batch_size, size, device):
+    self.queue, self.batch_size, self.size = queue, batch_size, size
+    self.device = device
+    images, labels = queue.queue.dtypes
+    image_shape = queue.queue.shapes[0].as_list()
+    with tf.device(device):
+      self._area = data_flow_ops.StagingArea(
+          [images, labels], shapes=[[size, batch_size] + image_shape,
+                                    [size, batch_size]])
+    self.prime = self._refill()
+
+  def _refill(self):
+    batches = []
+    for _ in range(self.size):
+      # One after the other, so the chunk holds them in the queue's order.
+      with tf.control_dependencies([b[0] for b in batches[-1:]]):
+        batches.append(self.queue.dequeue(self.batch_size))
+    with tf.device('/cpu:0'):
+      images = tf.stack([b[0] for b in batches])
+      labels = tf.stack([b[1] for b in batches])
+    with tf.device(self.device):
+      return self._area.put([images, labels])
+
+  def take(self, count):
+    """The first `count` batches of the staged chunk, [count, batch, ...],
+    and the op that stages the next chunk."""
+    with tf.device(self.device):
+      images, labels = self._area.get()
+      return images[:count], labels[:count], self._refill()
+
+
+def longest_run(cfg):
+  """The most steps a trainer's run takes: --steps_per_run, but a run ends
+  at each summary step, which runs alone (99 steps between two)."""
+  return min(cfg.steps_per_run, defaults.SAVE_SUMMARIES_STEPS - 1)
+
+
+def compiles_loop(cfg, placement, queue, sync=None, cluster=False):
+  """Whether the in-graph loop is one XLA program (--compiled_loop): one
+  tower a process, raw batches (distorted on the device), and an
+  all-reduce, if any, that XLA compiles too; not for parameter-server
+  clusters."""
+  if not (getattr(cfg, 'compiled_loop', False) is True and
+          cfg.steps_per_run > 1 and getattr(queue, 'raw', False) and
+          cfg.prefetch_to_device and not sync and not cluster and
+          len(placement.devices) == 1):
+    return False
+  return placement.compiles_all_reduce
+
+
+def seed(global_step, tower, towers):
+  """Tower `tower`'s stateless seed (int64 [2]) for the step after
+  `global_step`, one of `towers` in all the processes: no two towers nor
+  steps draw alike, and the same run draws the same."""
+  step = tf.cast(global_step, tf.int64)
+  return tf.stack([tf.constant(DRAW_SEED, tf.int64),
+                   step * towers + tower])
+
+
+def _compiled_run(chunks, step, device, placement, count):
+  """A compiled run's (steps done, their losses): the staged chunk's first
+  `count` batches through compiled_loop, the next chunk staged meanwhile."""
+  images, labels, refill = chunks.take(count)
+  losses = compiled_loop(step, images, labels, device)
+  with tf.control_dependencies([refill]):
+    return placement.steps_done(tf.shape(losses)[0]), tf.identity(losses)
+
+
+def compiled_loop(step, chunk_images, chunk_labels, device):
+  """Losses [count] of `count` steps in one XLA program, `count` being
+  the chunk's first dimension: step(images, labels) builds one whole step
+  on batch i (a Step). The count is a shape, so XLA knows the trip count
+  and the GPU runs the steps back to back (one program per count met)."""
+  @tf.function(jit_compile=True, autograph=False)
+  def steps(chunk_images, chunk_labels):
+    count = tf.shape(chunk_images)[0]
+
+    def body(i, losses):
+      s = step(chunk_images[i], chunk_labels[i])
+      with tf.control_dependencies([s.train_op]):
+        return i + 1, losses.write(i, tf.identity(s.total_loss))
+
+    _, losses = tf.while_loop(
+        lambda i, _: i < count, body,
+        [tf.constant(0), tf.TensorArray(tf.float32, size=count,
+                                        element_shape=[])])
+    return losses.stack()
+
+  with placements.device(device):
+    return steps(chunk_images, chunk_labels)
 
 
 def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
@@ -155,14 +268,29 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
   examples_per_step = (cfg.batch_size * len(towers) * placement.replicas *
                        (sync.workers if sync else 1))
   default_device = '/gpu:0' if machine.gpu_count() else '/cpu:0'
+  compiled = compiles_loop(cfg, placement, queue, sync, cluster)
+  # Compiled, only the summary steps use the feeds: they dequeue as they go.
   feeds = [Feed(queue, cfg.batch_size, device or default_device,
-                cfg.prefetch_to_device) for device in towers]
+                cfg.prefetch_to_device and not compiled) for device in towers]
   with placements.device(shared):
     averages = cifar10.moving_averages(global_step)
   loss_averages = [cifar10.LossAverages() for _ in towers]
   built = []   # the builds so far: the first makes the variables
 
-  def step(with_summaries):
+  def draws(i):
+    """Tower i's seed this step, for a raw batch's distortions: stateless
+    draws, which XLA compiles with the step (as TensorFlow's stateful ones
+    it does not), and the same run draws the same."""
+    if not getattr(queue, 'raw', False):
+      return None
+    with placements.device(shared):
+      return seed(global_step.read_value(),
+                  getattr(placement, 'rank', 0) * len(towers) + i,
+                  len(towers) * placement.replicas)
+
+  def step(with_summaries, batches=None):
+    """One whole step; `batches`: each tower's (raw images, labels), else
+    the feeds'."""
     with placements.device(shared):
       lr = cifar10.learning_rate(global_step, examples_per_step,
                                  queue.num_records)
@@ -170,7 +298,11 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
     parts, refills = [], []
     for i, feed in enumerate(feeds):
       with placement.tower(i, bool(built)) as reuse:
-        images, labels, refill = feed.batch()
+        if batches is None:
+          images, labels, refill = feed.batch(draws(i))
+        else:
+          raw, labels = batches[i]
+          images, refill = queue.finish(raw, draws(i)), tf.no_op()
         parts.append(tower(images, labels, opt, cfg.lrn, cfg.precision,
                            reuse=reuse, loss_averages=loss_averages[i],
                            with_summaries=with_summaries,
@@ -196,9 +328,19 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
       items.append(queue.fill_summary())
     return Step(train_op, update.total_loss, items)
 
+  primes = [f.prime for f in feeds]
+  run = None
+  if compiled:
+    device = towers[0] or default_device
+    chunks = Chunks(queue, cfg.batch_size, longest_run(cfg), device)
+    primes.append(chunks.prime)
+    run = functools.partial(
+        _compiled_run, chunks,
+        lambda images, labels: step(False, [(images, labels)]), device,
+        placement)
   graph = loop_graph(step, global_step, examples_per_step,
-                     tf.group(*[f.prime for f in feeds]), with_loop=not sync,
-                     bounded=cluster)
+                     tf.group(*primes), with_loop=not sync, bounded=cluster,
+                     run=run)
   decay_steps = int(queue.num_records / examples_per_step *
                     defaults.NUM_EPOCHS_PER_DECAY)
   graph = graph._replace(sync=sync, settings={
@@ -224,20 +366,25 @@ def prepare(cfg, devices=None, cpu_devices=1, placement=None, **build):
 
 
 def loop_graph(step, global_step, examples_per_step, prime=None,
-               with_loop=True, bounded=False):
+               with_loop=True, bounded=False, run=None):
   """A TrainGraph from `step(with_summaries)`, which builds one whole
   training step and returns a Step. It is built first with summaries
   (making the variables), then inside the in-graph loop without them
   (unless not `with_loop`: then every step runs the first build).
   `bounded`: the loop also stops once the global step reaches a fed value
   (`until`), for workers of a cluster, whose global step others advance
-  too: else each would finish its run of steps past --max_steps."""
+  too: else each would finish its run of steps past --max_steps. `run`:
+  run(count) builds a loop of its own, (steps done, their losses)."""
   summary_step = step(True)
   if not with_loop:
     return TrainGraph(global_step, examples_per_step, summary_step, None,
                       None, prime or tf.no_op(), None, {}, None, None, None,
                       None)
   steps = tf.placeholder(tf.int32, [], name='steps_per_run')
+  if run is not None:
+    return TrainGraph(global_step, examples_per_step, summary_step, steps,
+                      run(steps), prime or tf.no_op(), None, {}, None, None,
+                      None, None)
   until = (tf.placeholder(global_step.dtype.base_dtype, [],
                           name='until_global_step') if bounded else None)
 

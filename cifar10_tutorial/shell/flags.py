@@ -219,6 +219,16 @@ TRAINING = [
          help='copy each tower\'s next batch to its device while the '
               'current step runs (a staging area), so no step waits for a '
               'copy; auto: on when the towers are on GPUs'),
+    _opt('compiled_loop', type=auto_or_boolean, default=defaults.AUTO,
+         metavar='BOOL|auto',
+         help='run each session.run\'s steps as one XLA program over '
+              'batches staged on the device the run before, the '
+              'distortions drawn statelessly from the global step (same '
+              'distributions), so the device runs the steps back to back; '
+              'one tower a process, with --xla, --prefetch_to_device and '
+              '--preprocess_on device (not for --variable_update cpu, '
+              'first_tower or replicated, nor parameter servers); auto: on '
+              'when the towers are on GPUs'),
 ] + MODEL + [TF_LOGS]
 MULTI_GPU = TRAINING + [
     _opt('num_gpus', type=positive_int, default=1, help='number of towers'),

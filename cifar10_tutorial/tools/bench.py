@@ -51,10 +51,14 @@ Whole runs (--runs), for the sustained and accuracy parts:
   no_prefetch     default with --prefetch_to_device false
   cpu_preprocess  default with --preprocess_on cpu
   bf16            default with --precision bf16
+  graph_loop      default with --compiled_loop false: the in-graph loop in
+                  TensorFlow's executor, XLA compiling each step's parts
   multi1, multi2  cifar10_multi_gpu_train --num_gpus 1 or 2 (on GPUs: a
                   process per GPU, NCCL all-reduce compiled by XLA)
   multi2_kernel   multi2 with the all-reduce as TensorFlow's kernel, outside
-                  XLA (CIFAR10_ALL_REDUCE=kernel)
+                  XLA (CIFAR10_ALL_REDUCE=kernel; no compiled loop then)
+  multi2_graph_loop
+                  multi2 with --compiled_loop false
   multi2_replicated
                   multi2 with --variable_update replicated (one process, a
                   copy per GPU, NCCL in the graph)
@@ -134,6 +138,8 @@ RUNS = {
     'cpu_preprocess': {'program': 'cifar10_train',
                        'flags': ['--preprocess_on', 'cpu']},
     'bf16': {'program': 'cifar10_train', 'flags': ['--precision', 'bf16']},
+    'graph_loop': {'program': 'cifar10_train',
+                   'flags': ['--compiled_loop', 'false']},
     'multi1': {'program': 'cifar10_multi_gpu_train',
                'flags': ['--num_gpus', '1']},
     'multi2': {'program': 'cifar10_multi_gpu_train',
@@ -142,6 +148,9 @@ RUNS = {
     'multi2_kernel': {'program': 'cifar10_multi_gpu_train',
                       'flags': ['--num_gpus', '2'], 'towers': 2,
                       'env': {'CIFAR10_ALL_REDUCE': 'kernel'}},
+    'multi2_graph_loop': {'program': 'cifar10_multi_gpu_train',
+                          'flags': ['--num_gpus', '2', '--compiled_loop',
+                                    'false'], 'towers': 2},
     'multi2_replicated': {'program': 'cifar10_multi_gpu_train',
                           'flags': ['--num_gpus', '2', '--variable_update',
                                     'replicated'], 'towers': 2},

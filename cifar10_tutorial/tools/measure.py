@@ -178,9 +178,11 @@ def train(name, args):
   cfg, graph, config = train_graph.prepare(
       cfg, devices if towers > 1 else None, cpus)
 
+  k = train_graph.longest_run(cfg)
+
   def run(n):
-    for _ in range(0, n, cfg.steps_per_run):
-      s.sess.run(graph.loop, {graph.steps: min(cfg.steps_per_run, n - _)})
+    for _ in range(0, n, k):
+      s.sess.run(graph.loop, {graph.steps: min(k, n - _)})
 
   with _Session(config) as s:
     started = time.time()
@@ -252,7 +254,7 @@ def trace(name, args):
   cfg, graph, config = train_graph.prepare(cfg, devices, cpus)
   summary_fetches = [graph.summary_step.train_op,
                      summaries_lib.fetches(graph.summary_step.summaries)]
-  k = cfg.steps_per_run
+  k = train_graph.longest_run(cfg)
   out = {'steps_per_run': k}
   with _Session(config) as s:
     s.sess.run(graph.prime)
