@@ -10,12 +10,12 @@ update. Where the variables live and how the gradients are combined is
 --variable_update (placement.py):
 
 - collective (the default on GPUs): one process per GPU, each a whole
-  single-GPU trainer with its own input pipeline, staging and in-graph
-  loop and its own copy of the variables; every step one NCCL all-reduce,
-  compiled into the step's XLA program, sums the towers' gradients. The
-  processes are an all-reduce cluster on this machine's loopback
-  (cluster/launch.py, cluster/worker.py): their lines are prefixed
-  `tower i |`, and tower 0 writes the checkpoints.
+  single-GPU trainer with its own input pipeline, staged batches and
+  compiled loop and its own copy of the variables; every step one NCCL
+  all-reduce, compiled into the loop's XLA program, sums the towers'
+  gradients. The processes are an all-reduce cluster on this machine's
+  loopback (cluster/launch.py, cluster/worker.py): their lines are
+  prefixed `tower i |`, and tower 0 writes the checkpoints.
 - cpu (the tutorial's, and the default without GPUs): one input pipeline
   fills one example queue; the variables live once on the CPU, where the
   towers' gradients are averaged and applied.

@@ -26,7 +26,9 @@ def _train_args(data_dir, train_dir, *extra):
 
 
 def _stop_with(run, signum, after):
-  run.wait_for(after)
+  # A GPU's first run also compiles the loop: tens of seconds on a busy
+  # machine.
+  run.wait_for(after, timeout=180)
   run.proc.send_signal(signum)
   try:
     code = run.proc.wait(timeout=30)

@@ -17,6 +17,11 @@ from conftest import run_module
 from test_steps import K, _train_raw, _two_ways, _weights
 
 GPUS = machine.gpu_count()
+# float32 throughout, for every test here, from before the first: cuDNN
+# keeps the algorithms it picked for a shape for the whole process, and one
+# picked with TF32 on (TensorFlow's default: products rounded to 10 bits)
+# would be used by a later test that turned TF32 off for itself.
+tf.config.experimental.enable_tensor_float_32_execution(False)
 needs_a_gpu = pytest.mark.skipif(
     GPUS < 1, reason='needs a GPU: this machine has none (the CPU path is '
     'tested everywhere else)')
@@ -53,9 +58,8 @@ def test_the_gpu_defaults_train_resume_and_are_recorded(tiny_data, tmp_path):
 
 @needs_a_gpu
 def test_the_compiled_loop_trains_on_the_gpu_as_the_graph_s_loop_does():
-  # test_steps.py's check, on the GPU: TF32 products and cuDNN's choice of
-  # algorithms differ between XLA and TensorFlow's kernels, hence the
-  # tolerances.
+  # test_steps.py's check, on the GPU: cuDNN's and XLA's choices of
+  # algorithms differ, hence the tolerances.
   compiled, compiled_losses = _train_raw([K, K - 2], True, gpu=True)
   graph_loop, graph_losses = _train_raw([1] * (2 * K - 2), False, gpu=True)
   assert compiled['global_step'] == graph_loop['global_step'] == 2 * K - 2
@@ -67,10 +71,9 @@ def test_the_compiled_loop_trains_on_the_gpu_as_the_graph_s_loop_does():
 
 @needs_two_gpus
 def test_two_gpus_in_one_process_train_like_one_batch_of_twice_the_size():
-  # NCCL sums the towers' gradients; float32 throughout (TensorFlow's TF32
-  # would round products to 10 bits), against the reference on the CPU:
-  # cuDNN's algorithms differ in the last bits, hence 1e-4.
-  tf.config.experimental.enable_tensor_float_32_execution(False)
+  # NCCL sums the towers' gradients; float32 throughout (above), against
+  # the reference on the CPU: cuDNN's algorithms differ in the last bits,
+  # hence 1e-4.
   one, one_saved = _two_ways(1, 8, None)
   two, two_saved = _two_ways(2, 4, 'replicated', tower_device='gpu')
   assert two_saved == one_saved

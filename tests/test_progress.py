@@ -36,7 +36,10 @@ def test_training_on_a_terminal_shows_a_live_line_with_eta(tiny_data,
   drawn = _run_on_a_terminal([
       'cifar10_tutorial.cifar10_train', '--data_dir', tiny_data[0],
       '--train_dir', str(tmp_path / 'train'), '--max_steps', '300',
-      '--batch_size', '4', '--log_frequency', '100'])
+      '--batch_size', '4', '--log_frequency', '100',
+      # A step a run, so the line is redrawn between steps even where the
+      # steps take no time (a GPU trains 300 in a blink, a run at a time).
+      '--steps_per_run', '1'])
   live = re.findall(r'\rstep (\d+)/300  loss [\d.]+  [\d.]+ examples/sec  '
                     r'ETA \d+:\d\d:\d\d\x1b\[K', drawn)
   assert len(live) >= 2 and int(live[-1]) > int(live[0])

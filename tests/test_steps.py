@@ -159,6 +159,17 @@ def test_a_compiled_loop_trains_as_the_graph_s_loop_does():
                                err_msg=name)
 
 
+def test_a_compiled_run_stages_no_more_batches_than_a_run_takes():
+  # Runs end at each summary step (99 steps apart) and checkpoint step: a
+  # chunk staged for more would be dequeued and dropped.
+  def longest(**settings):
+    return train_graph.longest_run(flags.training_config(**settings))
+  assert longest(steps_per_run=100) == 99
+  assert longest(steps_per_run=10) == 10
+  assert longest(steps_per_run=100, save_checkpoint_steps=1) == 1
+  assert longest(steps_per_run=100, save_checkpoint_steps=500) == 99
+
+
 def test_a_run_names_the_step_whose_loss_is_not_finite():
   # A learning rate of 1e30 makes the weights explode within a few steps.
   cfg = machine.resolve(flags.training_config(batch_size=BATCH,

@@ -7,6 +7,7 @@ and the input threads' end.
       losses = run(graph, fetch, next_run(step, cfg, every), step)
       shown.ran(step, losses)          # shown = Progress(writer, step, ...)
 """
+import collections
 import contextlib
 import logging
 import threading
@@ -35,12 +36,15 @@ def next_run(step, cfg, checkpoint_steps):
   return min(ends) - step
 
 
-# A cluster's deadline for the first run of each kind of fetch, which also
-# builds and compiles it: XLA on a GPU took 13 s for a parameter-server
+# A cluster's deadline for the first runs of each kind of fetch, which
+# also build and compile it: XLA on a GPU took 13 s for a parameter-server
 # worker's first run of 100 steps on an idle H200 (2026-11-30), longer on a
-# busy machine. That is not a peer's silence; later runs get the
+# busy machine. That is not a peer's silence; nor is a synchronous peer's
+# wait for the other's first runs, a run or two later (seen on a busy
+# 2-GPU host), hence the first FIRST_RUNS of each kind. Later runs get the
 # --peer_timeout_secs deadline.
 FIRST_RUN_SECS = 120
+FIRST_RUNS = 3
 
 
 def _kind(fetches):
@@ -51,17 +55,18 @@ def _kind(fetches):
 
 def _with_deadlines(sess, timeout_secs):
   """sess.run held to `timeout_secs`, or FIRST_RUN_SECS if longer for the
-  first run of each kind: of fetches, and of `shape`, where the fed values
-  change what XLA compiles (a compiled loop's step count)."""
-  ran = set()
+  first FIRST_RUNS runs of each kind: of fetches, and of `shape`, where the
+  fed values change what XLA compiles (a compiled loop's step count)."""
+  ran = collections.Counter()
   later = tf.RunOptions(timeout_in_ms=1000 * timeout_secs)
   first = tf.RunOptions(timeout_in_ms=1000 * max(timeout_secs,
                                                  FIRST_RUN_SECS))
 
   def fetch(fetches, feed=None, shape=None):
     kind = (_kind(fetches), shape)
-    out = sess.run(fetches, feed, options=later if kind in ran else first)
-    ran.add(kind)
+    options = later if ran[kind] >= FIRST_RUNS else first
+    out = sess.run(fetches, feed, options=options)
+    ran[kind] += 1
     return out
   return fetch
 
@@ -77,7 +82,7 @@ def _without_deadlines(sess):
 def session(cluster, config):
   """A session and `fetch(fetches, feed=None, shape=None)`, its run, with a
   cluster's timeout (a step that waits on a dead peer must end as an
-  error, not hang; the first run of each kind, and of each `shape`, gets
+  error, not hang; the first runs of each kind, and of each `shape`, get
   FIRST_RUN_SECS at least). Closed at the end; after a cluster's error the
   close is not waited for: it would wait on the peer that is gone
   (TensorFlow gives it 30 s, then logs an error)."""

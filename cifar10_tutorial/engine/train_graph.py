@@ -181,8 +181,10 @@ class Chunks(object):
 
 def longest_run(cfg):
   """The most steps a trainer's run takes: --steps_per_run, but a run ends
-  at each summary step, which runs alone (99 steps between two)."""
-  return min(cfg.steps_per_run, defaults.SAVE_SUMMARIES_STEPS - 1)
+  at each summary step, which runs alone (99 steps between two), and at
+  each checkpoint step of --save_checkpoint_steps."""
+  return min(cfg.steps_per_run, defaults.SAVE_SUMMARIES_STEPS - 1,
+             getattr(cfg, 'save_checkpoint_steps', None) or float('inf'))
 
 
 def compiles_loop(cfg, placement, queue, sync=None, cluster=False):
