@@ -213,6 +213,11 @@ def test_auto_settings_follow_where_the_towers_are():
   assert (cpu.steps_per_run, cpu.xla, cpu.prefetch_to_device,
           cpu.preprocess_on) == (1, False, False, 'cpu')
   assert gpu.compiled_loop is True and cpu.compiled_loop is False
+  # It needs the batches raw and staged on the GPU, and runs of steps.
+  for needs in ({'preprocess_on': 'cpu'}, {'prefetch_to_device': False},
+                {'steps_per_run': 1}, {'xla': False}):
+    assert machine.resolve(flags.training_config(**needs),
+                           on_gpu=True).compiled_loop is False, needs
   # The tutorial's per-example input distorts on the CPU, one record a call.
   assert machine.resolve(flags.training_config(
       input_pipeline='per_example'), on_gpu=True).preprocess_on == 'cpu'

@@ -154,7 +154,10 @@ def resolve(cfg, on_gpu):
     cfg.preprocess_on = ('device' if on_gpu and cfg.input_pipeline == 'batched'
                          else 'cpu')
   if getattr(cfg, 'compiled_loop', None) == defaults.AUTO:
-    cfg.compiled_loop = on_gpu and cfg.xla is True
+    # What it needs (train_graph.compiles_loop also asks the placement).
+    cfg.compiled_loop = (on_gpu and cfg.xla is True and cfg.steps_per_run > 1
+                         and cfg.prefetch_to_device is True and
+                         cfg.preprocess_on == 'device')
   return cfg
 
 

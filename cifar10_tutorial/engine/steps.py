@@ -72,6 +72,7 @@ def _with_deadlines(sess, timeout_secs):
 
 
 def _without_deadlines(sess):
+  """sess.run as `fetch`, for a trainer alone."""
   def fetch(fetches, feed=None, shape=None):
     del shape   # no deadline to choose
     return sess.run(fetches, feed)

@@ -38,8 +38,9 @@ from cifar10_tutorial.core import records
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import placement as placements
 
-# The first half of the seed of every stateless draw (--compiled_loop); the
-# second is the global step and the tower's place among all of them.
+# The first half of the seed of every stateless draw of a raw batch's
+# distortions; the second is the global step and the tower's place among
+# all of them.
 DRAW_SEED = 20261130
 
 # What build_graph makes and train runs.
@@ -282,8 +283,10 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
   def draws(i):
     """Tower i's seed this step, for a raw batch's distortions: stateless
     draws, which XLA compiles with the step (as TensorFlow's stateful ones
-    it does not), and the same run draws the same."""
-    if not getattr(queue, 'raw', False):
+    it does not), and the same run draws the same. Not for a parameter
+    server's workers, which do not know their place among the others (and
+    would draw alike at the same step): TensorFlow's own draws there."""
+    if not getattr(queue, 'raw', False) or sync or cluster:
       return None
     with placements.device(shared):
       return seed(global_step.read_value(),
