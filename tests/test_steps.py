@@ -28,21 +28,26 @@ from test_model import TUTORIAL_VARIABLES
 BATCH, K = 4, 5
 
 
-def _fixed_queue(n, part=0, parts=1):
+def _fixed_queue(n, part=0, parts=1, raw=False):
   """An ExampleQueue holding `n` preprocessed examples, in a fixed order:
   of every `parts` consecutive batches of BATCH, the one numbered `part`
-  (one process's share, when `parts` processes each take a batch)."""
+  (one process's share, when `parts` processes each take a batch). `raw`:
+  uint8 32x32x3 images that the consumer distorts, as on a GPU."""
   rng = np.random.RandomState(3)
-  images = rng.normal(size=(n * parts, 24, 24, 3)).astype(np.float32)
+  if raw:
+    images = rng.randint(0, 256, size=(n * parts, 32, 32, 3)).astype(np.uint8)
+  else:
+    images = rng.normal(size=(n * parts, 24, 24, 3)).astype(np.float32)
   labels = rng.randint(0, 10, n * parts).astype(np.int32)
   mine = (np.arange(n * parts) // BATCH) % parts == part
   images, labels = images[mine], labels[mine]
   with tf.device('/cpu:0'):
-    queue = tf.FIFOQueue(n, [tf.float32, tf.int32],
-                         shapes=[[24, 24, 3], []])
+    queue = tf.FIFOQueue(n, [tf.as_dtype(images.dtype), tf.int32],
+                         shapes=[images.shape[1:], []])
     fill = queue.enqueue_many([images, labels])
-  return cifar10_input.ExampleQueue(queue, n, 0, defaults.
-                                    EXAMPLES_PER_EPOCH_TRAIN, False), fill
+  return cifar10_input.ExampleQueue(
+      queue, n, 0, defaults.EXAMPLES_PER_EPOCH_TRAIN, False,
+      finish=cifar10_input.finish_raw if raw else None), fill
 
 
 def _decay_steps(towers):
@@ -100,20 +105,6 @@ def test_k_steps_in_one_run_are_k_single_steps(towers, prefetch):
                                  err_msg=name)
 
 
-def _raw_queue(n):
-  """A raw ExampleQueue (uint8 32x32x3 images, distorted by the consumer,
-  as on a GPU) holding `n` examples in a fixed order."""
-  rng = np.random.RandomState(5)
-  images = rng.randint(0, 256, size=(n, 32, 32, 3)).astype(np.uint8)
-  labels = rng.randint(0, 10, n).astype(np.int32)
-  with tf.device('/cpu:0'):
-    queue = tf.FIFOQueue(n, [tf.uint8, tf.int32], shapes=[[32, 32, 3], []])
-    fill = queue.enqueue_many([images, labels])
-  return cifar10_input.ExampleQueue(
-      queue, n, 0, defaults.EXAMPLES_PER_EPOCH_TRAIN, False,
-      finish=cifar10_input.finish_raw), fill
-
-
 def _train_raw(runs, compiled, gpu=False):
   """`runs` loop runs of a raw queue's batches (distorted by the step, with
   stateless draws) from _weights() / 5, on the CPU or a `gpu`; every global
@@ -122,7 +113,7 @@ def _train_raw(runs, compiled, gpu=False):
       batch_size=BATCH, preprocess_on='device', prefetch_to_device=True,
       xla=compiled, compiled_loop=compiled, steps_per_run=K), on_gpu=gpu)
   with tf.Graph().as_default():
-    queue, fill = _raw_queue(BATCH * (3 * K + 1))
+    queue, fill = _fixed_queue(BATCH * (3 * K + 1), raw=True)
     graph = train_graph.build_graph(cfg, queue=queue)
     assert train_graph.compiles_loop(cfg, placement.OneDevice(),
                                      queue) == compiled

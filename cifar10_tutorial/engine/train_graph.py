@@ -280,18 +280,20 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
   loss_averages = [cifar10.LossAverages() for _ in towers]
   built = []   # the builds so far: the first makes the variables
 
-  def draws(i):
-    """Tower i's seed this step, for a raw batch's distortions: stateless
-    draws, which XLA compiles with the step (as TensorFlow's stateful ones
-    it does not), and the same run draws the same. Not for a parameter
-    server's workers, which do not know their place among the others (and
-    would draw alike at the same step): TensorFlow's own draws there."""
+  def draws():
+    """Each tower's seed this step, for a raw batch's distortions:
+    stateless draws, which XLA compiles with the step (as TensorFlow's
+    stateful ones it does not), and the same run draws the same. Not for a
+    parameter server's workers, which do not know their place among the
+    others (and would draw alike at the same step): TensorFlow's own draws
+    there (None)."""
     if not getattr(queue, 'raw', False) or sync or cluster:
-      return None
+      return [None] * len(towers)
+    first = getattr(placement, 'rank', 0) * len(towers)
     with placements.device(shared):
-      return seed(global_step.read_value(),
-                  getattr(placement, 'rank', 0) * len(towers) + i,
-                  len(towers) * placement.replicas)
+      now = global_step.read_value()
+      return [seed(now, first + i, len(towers) * placement.replicas)
+              for i in range(len(towers))]
 
   def step(with_summaries, batches=None):
     """One whole step; `batches`: each tower's (raw images, labels), else
@@ -300,14 +302,15 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
       lr = cifar10.learning_rate(global_step, examples_per_step,
                                  queue.num_records)
     opt = cifar10.gradient_descent(lr)
+    seeds = draws()
     parts, refills = [], []
     for i, feed in enumerate(feeds):
       with placement.tower(i, bool(built)) as reuse:
         if batches is None:
-          images, labels, refill = feed.batch(draws(i))
+          images, labels, refill = feed.batch(seeds[i])
         else:
           raw, labels = batches[i]
-          images, refill = queue.finish(raw, draws(i)), tf.no_op()
+          images, refill = queue.finish(raw, seeds[i]), tf.no_op()
         parts.append(tower(images, labels, opt, cfg.lrn, cfg.precision,
                            reuse=reuse, loss_averages=loss_averages[i],
                            with_summaries=with_summaries,
