@@ -99,7 +99,10 @@ class Running(object):
   def output(self):
     return ''.join(self.lines)
 
-  def wait_for(self, text, timeout=60):
+  def wait_for(self, text, timeout=180):
+    """Returns once `text` is in the output. The default allows for a GPU's
+    first steps, which compile XLA programs: 25 s and more a compile when
+    the suite runs 16 tests at once on a 2-GPU host."""
     import time
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -1,6 +1,7 @@
 """A run is never lost or corrupted: copied and moved train dirs, two
 trainers, bad checkpoints, full and read-only disks, odd paths, changed
 settings. Each as a user meets it: the CLI, one line, nothing lost."""
+import collections
 import contextlib
 import glob
 import hashlib
@@ -214,6 +215,25 @@ def test_the_checkpoints_are_the_files_there_whatever_the_list_says(
     assert rundir.listed(train_dir)[1] is not None or damage == 'stale'
 
 
+def test_each_checkpoint_has_the_graph_that_restores_it(trained_run):
+  # The .meta beside each checkpoint (written once, copied at every save)
+  # is the training graph: import_meta_graph rebuilds it and its saver
+  # restores that checkpoint's values.
+  train_dir = trained_run['train_dir']
+  for step, path in rundir.checkpoints(train_dir):
+    with tf.Graph().as_default():
+      saver = tf.train.import_meta_graph(path + '.meta')
+      global_step = tf.train.get_global_step()
+      weights, = [v for v in tf.global_variables()
+                  if v.op.name == 'conv1/weights']
+      with tf.Session() as sess:
+        saver.restore(sess, path)
+        assert sess.run(global_step) == step
+        restored = sess.run(weights)
+    assert (restored ==
+            tf.train.load_checkpoint(path).get_tensor('conv1/weights')).all()
+
+
 def test_a_damaged_checkpoint_list_resumes_from_the_files_there(
     trained_run, tmp_path):
   # The list only a hint: a run that has checkpoints is never started over,
@@ -350,7 +370,10 @@ def test_a_failed_save_leaves_no_temp_files(tmp_path, monkeypatch):
   os.makedirs(train_dir)
 
   class FullSaver(object):
-    def save(self, sess, prefix, global_step):
+    def export_meta_graph(self):
+      return tf.MetaGraphDef()
+
+    def save(self, sess, prefix, global_step, write_meta_graph):
       os.makedirs('%s-%d_temp' % (prefix, global_step))
       with open('%s-%d.index' % (prefix, global_step), 'w') as f:
         f.write('half')
@@ -358,7 +381,8 @@ def test_a_failed_save_leaves_no_temp_files(tmp_path, monkeypatch):
           None, None, 'model.ckpt-3_temp/part-00000; No space left on device')
 
   from cifar10_tutorial.engine import checkpoints as checkpoints_lib
-  checkpoints = checkpoints_lib.Checkpoints(FullSaver(), None, train_dir,
+  session = collections.namedtuple('Session', 'graph')(tf.Graph())
+  checkpoints = checkpoints_lib.Checkpoints(FullSaver(), session, train_dir,
                                             None, 1)
   with pytest.raises(rundir.RunDirError) as e:
     checkpoints.save(3)
