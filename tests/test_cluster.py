@@ -388,23 +388,6 @@ def test_the_first_runs_may_take_longer_than_the_peer_timeout(monkeypatch):
         fetch(slow)
 
 
-def test_a_task_sees_its_own_gpu_alone_or_every_gpu_told_which_is_its():
-  # By default CUDA_VISIBLE_DEVICES names the task's GPU alone; with
-  # CIFAR10_GPU_ISOLATION=session every GPU stays visible and the server's
-  # and session's visible_device_list is the task's one.
-  env = launch._sees('1', ['0', '1'], {'CIFAR10_TASK_GPU': '0'})
-  assert env['CUDA_VISIBLE_DEVICES'] == '1' and 'CIFAR10_TASK_GPU' not in env
-  assert launch._sees(None, ['0', '1'], {})['CUDA_VISIBLE_DEVICES'] == ''
-  session = {'CIFAR10_GPU_ISOLATION': 'session'}
-  env = launch._sees('3', ['2', '3'], session)
-  assert env['CUDA_VISIBLE_DEVICES'] == '2,3'
-  assert env['CIFAR10_TASK_GPU'] == '1'
-  assert launch._sees(None, ['2', '3'], session)['CUDA_VISIBLE_DEVICES'] == ''
-  r = worker.Role([], ['h:1', 'h:2'], 'worker', 1)
-  assert worker._config(r, env).gpu_options.visible_device_list == '1'
-  assert worker._config(r, {}).gpu_options.visible_device_list == ''
-
-
 def test_gpu_workers_of_an_all_reduce_compile_it_where_their_nccl_can_meet():
   # XLA's NCCL meets at NCCL_COMM_ID: the launcher picks a free port for an
   # all-reduce's GPU workers (a parameter-server cluster, CPU workers or a

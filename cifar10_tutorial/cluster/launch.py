@@ -106,25 +106,12 @@ def visible_gpus(environ=os.environ):
   return [str(i) for i in range(machine.gpu_count())]
 
 
-# How a task is given its GPU: 'process' (CUDA_VISIBLE_DEVICES names it
-# alone) or 'session' (every GPU stays visible, TensorFlow is told which is
-# the task's: TASK_GPU_VARIABLE, read by worker._config), which lets NCCL
-# reach the peers' GPUs directly (CUDA IPC needs the peer GPU visible).
-ISOLATION_VARIABLE = 'CIFAR10_GPU_ISOLATION'
-TASK_GPU_VARIABLE = 'CIFAR10_TASK_GPU'
-
-
-def _sees(gpu, gpus=(), environ=os.environ):
-  """The environment of a task that uses `gpu` (None: no GPU) of the
-  launcher's `gpus`."""
-  env = dict(environ)
-  env.pop(TASK_GPU_VARIABLE, None)
-  if gpu is not None and environ.get(ISOLATION_VARIABLE) == 'session':
-    env['CUDA_VISIBLE_DEVICES'] = ','.join(gpus)
-    env[TASK_GPU_VARIABLE] = str(list(gpus).index(gpu))
-  else:
-    env['CUDA_VISIBLE_DEVICES'] = '' if gpu is None else gpu
-  return env
+def _sees(gpu):
+  """The environment of a task that sees only `gpu` (None: no GPU). (NCCL
+  then cannot map the other tasks' GPUs' memory, which CUDA IPC needs
+  visible: it likely sums through host memory rather than over NVLink, a
+  suspect for two GPUs' 1.37x, not yet measured: see the README.)"""
+  return dict(os.environ, CUDA_VISIBLE_DEVICES='' if gpu is None else gpu)
 
 
 class LaunchError(RuntimeError):
@@ -189,9 +176,8 @@ def run(cfg, argv, workers, ps, gpus, names):
   try:
     servers = [Task('ps %d' % i, ['--job_name', 'ps', '--task_index', str(i)]
                     + common, env=_sees(None)) for i in range(ps)]
-    known = sorted(set(g for g in gpus if g is not None))
     tasks = [Task(names[i], ['--job_name', 'worker', '--task_index', str(i)]
-                  + common, env=dict(_sees(gpus[i], known), **nccl))
+                  + common, env=dict(_sees(gpus[i]), **nccl))
              for i in range(workers)]
     return _supervise(servers, tasks, all_reduce=not ps)
   finally:

@@ -34,7 +34,6 @@ import time
 
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial.cluster import launch
 from cifar10_tutorial.cluster import sync_steps
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import errors
@@ -128,16 +127,12 @@ def name(r):
 LEADER = '/job:worker/replica:0/task:0'   # an all-reduce cluster's
 
 
-def _config(r, environ=os.environ):
+def _config(r):
   """The server's and session's settings: an all-reduce cluster's
   collectives are set up through worker 0."""
   config = tf.ConfigProto()
   if not r.ps:
     config.experimental.collective_group_leader = LEADER
-  own = environ.get(launch.TASK_GPU_VARIABLE)
-  if own:   # every GPU visible; this task's is `own` (launch._sees)
-    config.gpu_options.visible_device_list = own
-  config.gpu_options.allow_growth = True
   return config
 
 

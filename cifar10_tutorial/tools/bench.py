@@ -57,9 +57,6 @@ Whole runs (--runs), for the sustained and accuracy parts:
                   process per GPU, NCCL all-reduce compiled by XLA)
   multi2_kernel   multi2 with the all-reduce as TensorFlow's kernel, outside
                   XLA (CIFAR10_ALL_REDUCE=kernel; no compiled loop then)
-  multi2_session  multi2 with every GPU visible to each process, TensorFlow
-                  told which is its own (CIFAR10_GPU_ISOLATION=session), so
-                  NCCL can reach the other GPU directly
   multi2_graph_loop
                   multi2 with --compiled_loop false
   multi2_replicated
@@ -151,10 +148,6 @@ RUNS = {
     'multi2_kernel': {'program': 'cifar10_multi_gpu_train',
                       'flags': ['--num_gpus', '2'], 'towers': 2,
                       'env': {'CIFAR10_ALL_REDUCE': 'kernel'}},
-    # multi2 with every GPU visible to each process (launch._sees).
-    'multi2_session': {'program': 'cifar10_multi_gpu_train',
-                       'flags': ['--num_gpus', '2'], 'towers': 2,
-                       'env': {'CIFAR10_GPU_ISOLATION': 'session'}},
     'multi2_graph_loop': {'program': 'cifar10_multi_gpu_train',
                           'flags': ['--num_gpus', '2', '--compiled_loop',
                                     'false'], 'towers': 2},
