@@ -7,6 +7,7 @@ the summary step followed by the loop. Every variable, moving average and
 the global step must come out the same, with or without the staging area
 that prefetches batches to the towers' devices, on one tower or two.
 """
+import logging
 import threading
 
 import numpy as np
@@ -148,6 +149,33 @@ def test_a_compiled_loop_trains_as_the_graph_s_loop_does():
   for name, value in compiled.items():
     np.testing.assert_allclose(graph_loop[name], value, rtol=1e-4, atol=1e-5,
                                err_msg=name)
+
+
+def test_a_loop_that_cannot_compile_says_why_and_records_what_runs(caplog):
+  # --compiled_loop true with the distortions on the CPU: TensorFlow's
+  # loop, one line saying why, and the settings (config.json) say false.
+  cfg = machine.resolve(flags.training_config(
+      batch_size=BATCH, preprocess_on='cpu', prefetch_to_device=True,
+      xla=True, compiled_loop=True, steps_per_run=K), on_gpu=False)
+  with tf.Graph().as_default(), caplog.at_level(logging.INFO):
+    queue, _ = _fixed_queue(BATCH * 2)
+    train_graph.build_graph(cfg, queue=queue)
+  assert cfg.compiled_loop is False
+  assert ('not as one XLA program: distortions on the CPU (--preprocess_on '
+          'cpu)') in caplog.text
+  for needs, why in (({'steps_per_run': 1}, 'runs of one step'),
+                     ({'prefetch_to_device': False}, 'no batches staged'),
+                     ({'cluster': True}, 'a parameter-server cluster')):
+    cfg = flags.training_config(compiled_loop=True, steps_per_run=K,
+                                prefetch_to_device=True)
+    cluster = needs.pop('cluster', False)
+    for name, value in needs.items():
+      setattr(cfg, name, value)
+    queue = cifar10_input.ExampleQueue(None, 0, 0, 0, False,
+                                       finish=cifar10_input.finish_raw)
+    assert queue.raw
+    assert train_graph.why_not_compiled(cfg, placement.OneDevice(), queue,
+                                        cluster=cluster).startswith(why)
 
 
 def test_a_compiled_run_stages_no_more_batches_than_a_run_takes():

@@ -27,6 +27,7 @@ return to the host.
 """
 import collections
 import functools
+import logging
 
 import tensorflow.compat.v1 as tf
 from tensorflow.python.ops import data_flow_ops
@@ -37,6 +38,8 @@ from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import records
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import placement as placements
+
+log = logging.getLogger('cifar10_tutorial')
 
 # The first half of the seed of every stateless draw of a raw batch's
 # distortions; the second is the global step and the tower's place among
@@ -189,16 +192,31 @@ def longest_run(cfg):
 
 
 def compiles_loop(cfg, placement, queue, sync=None, cluster=False):
-  """Whether the in-graph loop is one XLA program (--compiled_loop): one
-  tower a process, raw batches (distorted on the device), and an
-  all-reduce, if any, that XLA compiles too; not for parameter-server
-  clusters."""
-  if not (getattr(cfg, 'compiled_loop', False) is True and
-          cfg.steps_per_run > 1 and getattr(queue, 'raw', False) and
-          cfg.prefetch_to_device and not sync and not cluster and
-          len(placement.devices) == 1):
-    return False
-  return placement.compiles_all_reduce
+  """Whether the in-graph loop is one XLA program: --compiled_loop, and
+  nothing it needs missing (why_not_compiled)."""
+  return (getattr(cfg, 'compiled_loop', False) is True and
+          why_not_compiled(cfg, placement, queue, sync, cluster) is None)
+
+
+def why_not_compiled(cfg, placement, queue, sync=None, cluster=False):
+  """What keeps the in-graph loop from being one XLA program, or None: it
+  needs runs of several steps, raw batches staged on the device (distorted
+  there), one tower a process, an all-reduce (if any) that XLA compiles
+  too, and no parameter servers."""
+  if cfg.steps_per_run <= 1:
+    return 'runs of one step (--steps_per_run %d)' % cfg.steps_per_run
+  if not getattr(queue, 'raw', False):
+    return 'distortions on the CPU (--preprocess_on cpu)'
+  if not cfg.prefetch_to_device:
+    return 'no batches staged on the device (--prefetch_to_device false)'
+  if sync or cluster:
+    return 'a parameter-server cluster'
+  if len(placement.devices) != 1:
+    return '%d towers in one process' % len(placement.devices)
+  if not placement.compiles_all_reduce:
+    return ('variables or an all-reduce outside XLA (--variable_update %s)'
+            % getattr(cfg, 'variable_update', 'cpu'))
+  return None
 
 
 def seed(global_step, tower, towers):
@@ -272,6 +290,13 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
                        (sync.workers if sync else 1))
   default_device = '/gpu:0' if machine.gpu_count() else '/cpu:0'
   compiled = compiles_loop(cfg, placement, queue, sync, cluster)
+  if getattr(cfg, 'compiled_loop', False) is True and not compiled:
+    # Asked for (or 'auto' on a GPU): one line why not; the run's settings
+    # record what runs.
+    log.info('the in-graph loop runs in TensorFlow\'s executor, not as one '
+             'XLA program: %s',
+             why_not_compiled(cfg, placement, queue, sync, cluster))
+    cfg.compiled_loop = False
   # Compiled, only the summary steps use the feeds: they dequeue as they go.
   feeds = [Feed(queue, cfg.batch_size, device or default_device,
                 cfg.prefetch_to_device and not compiled) for device in towers]
