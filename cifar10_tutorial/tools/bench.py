@@ -65,6 +65,12 @@ Whole runs (--runs), for the sustained and accuracy parts:
   cmdbuf_off, cmdbuf_all
                   default with XLA's CUDA-graph command buffers off, or on
                   for every kind of kernel (XLA_FLAGS)
+  cmdbuf_loop, multi2_cmdbuf
+                  default or multi2 with command buffers also for the
+                  compiled loop's while loop, its conditionals and NCCL's
+                  collectives, so a whole run can be one CUDA graph
+  multi2_lhs      multi2 with XLA's latency-hiding scheduler, which may
+                  overlap the all-reduce with other work
   cluster1, cluster2
                   cluster.launch (make train-cluster) with 1 or 2 workers
                   and 1 parameter server on this machine, asynchronous
@@ -123,6 +129,11 @@ EVAL = {
 }
 PARTS = ('peak', 'input', 'train', 'eval', 'memory')
 RUN_PARTS = ('sustained', 'accuracy')   # only when named
+# XLA's command buffers (CUDA graphs) for every kind of command, the
+# compiled loop's while loop and NCCL's collectives included.
+_WHOLE_RUN_GRAPHS = ('--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,'
+                     'CUDNN,CUSTOM_CALL,COLLECTIVES,CONDITIONAL,WHILE '
+                     '--xla_gpu_graph_min_graph_size=1')
 # Whole training runs: the program, its flags, and the towers (examples per
 # step = batch x towers). 'checkout': 'baseline' runs the --baseline copy.
 RUNS = {
@@ -170,6 +181,15 @@ RUNS = {
         'XLA_FLAGS': '--xla_gpu_enable_command_buffer=FUSION,CUBLAS,'
                      'CUBLASLT,CUDNN,CUSTOM_CALL '
                      '--xla_gpu_graph_min_graph_size=1'}},
+    'cmdbuf_loop': {'program': 'cifar10_train', 'flags': [],
+                    'env': {'XLA_FLAGS': _WHOLE_RUN_GRAPHS}},
+    'multi2_cmdbuf': {'program': 'cifar10_multi_gpu_train',
+                      'flags': ['--num_gpus', '2'], 'towers': 2,
+                      'env': {'XLA_FLAGS': _WHOLE_RUN_GRAPHS}},
+    'multi2_lhs': {'program': 'cifar10_multi_gpu_train',
+                   'flags': ['--num_gpus', '2'], 'towers': 2, 'env': {
+                       'XLA_FLAGS':
+                           '--xla_gpu_enable_latency_hiding_scheduler=true'}},
 }
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))   # the checkout
