@@ -56,6 +56,7 @@ def _bucket_limits():
 
 
 BUCKET_LIMITS = _bucket_limits()
+SPREAD = 64   # copies of the buckets a histogram counts into (_histogram)
 
 
 def histogram(tag, values):
@@ -83,9 +84,17 @@ def _histogram(tag, values):
   # A sum over a constant number of buckets (not bincount, whose size is
   # computed at run time and which XLA cannot compile).
   # NaN sorts past the last bucket: clipped here, reported by to_summary.
-  counts = tf.math.unsorted_segment_sum(
-      tf.ones_like(x), tf.minimum(bucket[0], len(BUCKET_LIMITS) - 1),
-      len(BUCKET_LIMITS))
+  buckets = len(BUCKET_LIMITS)
+  bucket = tf.minimum(bucket[0], buckets - 1)
+  # Each value is added in one of SPREAD copies of the buckets, by its
+  # place, then the copies are summed: on a GPU the adds to one bucket
+  # are atomic and wait for each other, and half of a ReLU's outputs are
+  # zero, one bucket (the summary step spent 15 of its 16 ms on an H200
+  # counting with one copy). The same counts, exactly.
+  copy = tf.range(tf.size(bucket)) % SPREAD
+  counts = tf.reduce_sum(tf.reshape(tf.math.unsorted_segment_sum(
+      tf.ones_like(x), bucket + copy * buckets, SPREAD * buckets),
+                                    [SPREAD, buckets]), 0)
   stats = tf.stack([
       tf.reduce_min(x), tf.reduce_max(x), tf.reduce_sum(x),
       tf.reduce_sum(tf.square(x)), tf.cast(tf.size(x), tf.float64),
