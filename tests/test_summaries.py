@@ -16,13 +16,19 @@ def _values():
   }
 
 
+@pytest.mark.parametrize('device', ['', '/device:GPU:0'])
 @pytest.mark.parametrize('name', sorted(_values()))
-def test_device_histograms_encode_as_histogram_summary_does(name):
+def test_device_histograms_encode_as_histogram_summary_does(name, device):
+  # Values on a GPU are counted another way (int64, into copies of the
+  # buckets): built for one, run wherever this machine can.
   values = _values()[name].astype(np.float32)
-  with tf.Graph().as_default(), tf.Session() as sess:
+  with tf.Graph().as_default(), tf.Session(config=tf.ConfigProto(
+      allow_soft_placement=True)) as sess:
     x = tf.constant(values)
     reference = tf.Summary.FromString(sess.run(
         tf.raw_ops.HistogramSummary(tag='h', values=x))).value[0].histo
+    with tf.device(device):
+      x = tf.identity(x)
     item = summaries.histogram('h', x)
     got = summaries.to_summary([item], sess.run(summaries.fetches([item])))
   histo = got.value[0].histo

@@ -8,6 +8,7 @@ argument, so the tags read like the tutorial's names.
 """
 import collections
 import contextlib
+import functools
 import glob
 import os
 import sys
@@ -77,24 +78,43 @@ def histogram(tag, values):
     return _histogram(tag, values)
 
 
+@functools.lru_cache(maxsize=None)
+def _has_gpu():
+  return bool(tf.config.list_physical_devices('GPU'))
+
+
+def _on_gpu(values):
+  """Whether `values` are on a GPU: placed on one, or placed nowhere in a
+  process that has one (where TensorFlow puts what it can)."""
+  device = (values.device or '').upper()
+  return 'GPU' in device or ('CPU' not in device and _has_gpu())
+
+
 def _histogram(tag, values):
   x = tf.cast(tf.reshape(values, [-1]), tf.float64)
   limits = tf.constant(BUCKET_LIMITS[None])
-  bucket = tf.searchsorted(limits, x[None], side='right', out_type=tf.int32)
+  buckets = len(BUCKET_LIMITS)
+  # On a GPU, two things the CPU does not need. Bucket numbers in int64:
+  # TensorFlow keeps a GPU's int32 arithmetic in host memory (its int32
+  # Minimum, FloorMod, AddV2 and Range are host kernels), which copied
+  # every value's bucket to the host and back. And each value is added in
+  # one of SPREAD copies of the buckets, by its place, the copies summed
+  # after: a GPU's adds to one bucket are atomic and wait for each other,
+  # and half of a ReLU's outputs are zero, one bucket (the summary step
+  # spent 15 of its 16 ms on an H200 counting into one copy). The same
+  # counts, exactly; on a CPU both cost time (a third more).
+  index, spread = (tf.int64, SPREAD) if _on_gpu(values) else (tf.int32, 1)
+  bucket = tf.searchsorted(limits, x[None], side='right', out_type=index)
   # A sum over a constant number of buckets (not bincount, whose size is
   # computed at run time and which XLA cannot compile).
   # NaN sorts past the last bucket: clipped here, reported by to_summary.
-  buckets = len(BUCKET_LIMITS)
   bucket = tf.minimum(bucket[0], buckets - 1)
-  # Each value is added in one of SPREAD copies of the buckets, by its
-  # place, then the copies are summed: on a GPU the adds to one bucket
-  # are atomic and wait for each other, and half of a ReLU's outputs are
-  # zero, one bucket (the summary step spent 15 of its 16 ms on an H200
-  # counting with one copy). The same counts, exactly.
-  copy = tf.range(tf.size(bucket)) % SPREAD
-  counts = tf.reduce_sum(tf.reshape(tf.math.unsorted_segment_sum(
-      tf.ones_like(x), bucket + copy * buckets, SPREAD * buckets),
-                                    [SPREAD, buckets]), 0)
+  if spread > 1:
+    bucket += tf.range(tf.size(bucket, out_type=index)) % spread * buckets
+  counts = tf.math.unsorted_segment_sum(tf.ones_like(x), bucket,
+                                        spread * buckets)
+  if spread > 1:
+    counts = tf.reduce_sum(tf.reshape(counts, [spread, buckets]), 0)
   stats = tf.stack([
       tf.reduce_min(x), tf.reduce_max(x), tf.reduce_sum(x),
       tf.reduce_sum(tf.square(x)), tf.cast(tf.size(x), tf.float64),
