@@ -196,10 +196,11 @@ def test_leftovers_of_a_save_cut_short_are_ignored(trained_run, tmp_path):
                'model.ckpt-99.index', 'model.ckpt-99.data-00000-of-00001'):
     with open(os.path.join(train_dir, name), 'wb') as f:
       f.write(b'\x00' * 100)
-  # And what a kill -9 between a save's data and its index leaves.
-  with open(os.path.join(train_dir, 'model.ckpt-5.data-00000-of-00001'),
-            'wb') as f:
-    f.write(b'\x00' * 100)
+  # And what a kill -9 between a save's data and its index leaves, or
+  # while its graph is written.
+  for name in ('model.ckpt-5.data-00000-of-00001', 'model.ckpt-6.meta.tmp'):
+    with open(os.path.join(train_dir, name), 'wb') as f:
+      f.write(b'\x00' * 100)
   result = run_module('cifar10_train', '--max_steps', '8',
                       *_train_args(trained_run['data_dir'], train_dir),
                       '--batch_size', '8')   # the run's own
@@ -208,11 +209,13 @@ def test_leftovers_of_a_save_cut_short_are_ignored(trained_run, tmp_path):
   # The trainer holds the dir: it removes them, saying so, and never a
   # checkpoint with an index (model.ckpt-99 is only reported unreadable).
   assert re.search(r'removed what a save cut short left: '
-                   r'model\.ckpt-5\.data-00000-of-00001, model\.ckpt-99_temp',
+                   r'model\.ckpt-5\.data-00000-of-00001, '
+                   r'model\.ckpt-6\.meta\.tmp, model\.ckpt-99_temp',
                    result.stdout), result.stdout
   left = os.listdir(train_dir)
   assert 'model.ckpt-99_temp' not in left and 'model.ckpt-99.index' in left
   assert 'model.ckpt-5.data-00000-of-00001' not in left
+  assert 'model.ckpt-6.meta.tmp' not in left
 
 
 @pytest.mark.parametrize('how', ['truncated', 'deleted'])
