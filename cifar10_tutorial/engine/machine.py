@@ -154,11 +154,22 @@ def resolve(cfg, on_gpu):
     cfg.preprocess_on = ('device' if on_gpu and cfg.input_pipeline == 'batched'
                          else 'cpu')
   if getattr(cfg, 'compiled_loop', None) == defaults.AUTO:
-    # What it needs (train_graph.compiles_loop also asks the placement).
-    cfg.compiled_loop = (on_gpu and cfg.xla is True and cfg.steps_per_run > 1
-                         and cfg.prefetch_to_device is True and
-                         cfg.preprocess_on == 'device')
+    # What it needs (train_graph.why_not_compiled also asks the queue and
+    # the placement).
+    cfg.compiled_loop = (on_gpu and cfg.xla is True and
+                         cfg.preprocess_on == 'device' and
+                         loop_blocker(cfg) is None)
   return cfg
+
+
+def loop_blocker(cfg):
+  """What in the runs' settings keeps the in-graph loop from being one XLA
+  program (--compiled_loop), or None."""
+  if cfg.steps_per_run <= 1:
+    return 'runs of one step (--steps_per_run %d)' % cfg.steps_per_run
+  if not cfg.prefetch_to_device:
+    return 'no batches staged on the device (--prefetch_to_device false)'
+  return None
 
 
 def variable_update(update, on_gpu):

@@ -191,24 +191,16 @@ def longest_run(cfg):
              getattr(cfg, 'save_checkpoint_steps', None) or float('inf'))
 
 
-def compiles_loop(cfg, placement, queue, sync=None, cluster=False):
-  """Whether the in-graph loop is one XLA program: --compiled_loop, and
-  nothing it needs missing (why_not_compiled)."""
-  return (getattr(cfg, 'compiled_loop', False) is True and
-          why_not_compiled(cfg, placement, queue, sync, cluster) is None)
-
-
 def why_not_compiled(cfg, placement, queue, sync=None, cluster=False):
   """What keeps the in-graph loop from being one XLA program, or None: it
   needs runs of several steps, raw batches staged on the device (distorted
   there), one tower a process, an all-reduce (if any) that XLA compiles
   too, and no parameter servers."""
-  if cfg.steps_per_run <= 1:
-    return 'runs of one step (--steps_per_run %d)' % cfg.steps_per_run
+  blocker = machine.loop_blocker(cfg)
+  if blocker:
+    return blocker
   if not getattr(queue, 'raw', False):
     return 'distortions on the CPU (--preprocess_on cpu)'
-  if not cfg.prefetch_to_device:
-    return 'no batches staged on the device (--prefetch_to_device false)'
   if sync or cluster:
     return 'a parameter-server cluster'
   if len(placement.devices) != 1:
@@ -289,13 +281,15 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
   examples_per_step = (cfg.batch_size * len(towers) * placement.replicas *
                        (sync.workers if sync else 1))
   default_device = '/gpu:0' if machine.gpu_count() else '/cpu:0'
-  compiled = compiles_loop(cfg, placement, queue, sync, cluster)
-  if getattr(cfg, 'compiled_loop', False) is True and not compiled:
+  asked = getattr(cfg, 'compiled_loop', False) is True
+  why_not = (why_not_compiled(cfg, placement, queue, sync, cluster)
+             if asked else None)
+  compiled = asked and why_not is None
+  if why_not:
     # Asked for (or 'auto' on a GPU): one line why not; the run's settings
     # record what runs.
     log.info('the in-graph loop runs in TensorFlow\'s executor, not as one '
-             'XLA program: %s',
-             why_not_compiled(cfg, placement, queue, sync, cluster))
+             'XLA program: %s', why_not)
     cfg.compiled_loop = False
   # Compiled, only the summary steps use the feeds: they dequeue as they go.
   feeds = [Feed(queue, cfg.batch_size, device or default_device,
