@@ -22,6 +22,7 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import records
+from cifar10_tutorial.engine import checkpoints as checkpoints_lib
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import rundir
 from cifar10_tutorial.tools import board
@@ -364,8 +365,11 @@ def test_a_full_disk_is_one_line_and_leaves_no_temp_files(tiny_data,
     _no_temp_files(train_dir)
 
 
-def test_a_failed_save_leaves_no_temp_files(tmp_path, monkeypatch):
-  # The same path as a full disk, with the write stubbed to fail midway.
+@pytest.mark.parametrize('in_a_thread', [False, True])
+def test_a_failed_save_leaves_no_temp_files(tmp_path, in_a_thread):
+  # The same path as a full disk, with the write stubbed to fail midway;
+  # written in a thread (from a snapshot), the error is the same, raised
+  # at the next save, check or wait.
   train_dir = str(tmp_path / 'train')
   os.makedirs(train_dir)
 
@@ -380,16 +384,68 @@ def test_a_failed_save_leaves_no_temp_files(tmp_path, monkeypatch):
       raise tf.errors.ResourceExhaustedError(
           None, None, 'model.ckpt-3_temp/part-00000; No space left on device')
 
-  from cifar10_tutorial.engine import checkpoints as checkpoints_lib
-  session = collections.namedtuple('Session', 'graph')(tf.Graph())
-  checkpoints = checkpoints_lib.Checkpoints(FullSaver(), session, train_dir,
-                                            None, 1)
+  session = collections.namedtuple('Session', 'graph run')(
+      tf.Graph(), lambda fetches: None)
+  snapshot = collections.namedtuple('Snapshot', 'take saver')(
+      None, FullSaver())
+  checkpoints = checkpoints_lib.Checkpoints(
+      FullSaver(), session, train_dir, None, 1,
+      snapshot=snapshot if in_a_thread else None)
   with pytest.raises(rundir.RunDirError) as e:
     checkpoints.save(3)
+    checkpoints.wait()
   assert str(e.value) == ('%s: expected room to write, found the disk full '
                           'writing the checkpoint of step 3; the last complete '
                           'one is None (step 0)' % train_dir)
   assert os.listdir(train_dir) == []
+
+
+def test_a_checkpoint_written_while_training_goes_on_holds_its_step(
+    tmp_path, caplog, monkeypatch):
+  # A save copies the variables and writes the copy in a thread: held
+  # until two more steps have trained, the checkpoint of step 1 still
+  # holds step 1's variables, and is said to be saved once it is written.
+  train_dir = str(tmp_path)
+  with tf.Graph().as_default():
+    weights = tf.Variable([1., 2.], name='conv1/weights')
+    global_step = tf.train.get_or_create_global_step()
+    train_op = tf.group(weights.assign_add([10., 10.]),
+                        global_step.assign_add(1))
+    snapshot = checkpoints_lib.Snapshot([weights, global_step],
+                                        sharded=True, max_to_keep=5)
+    saver = tf.train.Saver([weights, global_step])
+    written = threading.Event()
+    write = snapshot.saver.save
+
+    def held_write(*args, **kwargs):
+      assert written.wait(60)
+      return write(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot.saver, 'save', held_write)
+    with tf.Session() as sess:
+      sess.run([tf.global_variables_initializer(),
+                tf.local_variables_initializer()])
+      saves = checkpoints_lib.Checkpoints(saver, sess, train_dir, None, 1,
+                                          snapshot=snapshot)
+      caplog.set_level('INFO', 'cifar10_tutorial')
+      sess.run(train_op)
+      saves.save(1)
+      sess.run(train_op)
+      sess.run(train_op)
+      saves.check()
+      assert rundir.latest(train_dir) == (None, 0)
+      assert 'saved checkpoint' not in caplog.text
+      written.set()
+      saves.wait()
+      assert sess.run(weights).tolist() == [31., 32.]
+  path = os.path.join(train_dir, 'model.ckpt-1')
+  assert rundir.latest(train_dir) == (path, 1)
+  reader = tf.train.load_checkpoint(path)
+  assert reader.get_tensor('conv1/weights').tolist() == [11., 12.]
+  assert reader.get_tensor('global_step') == 1
+  assert sorted(reader.get_variable_to_shape_map()) == ['conv1/weights',
+                                                        'global_step']
+  assert caplog.text.count('saved checkpoint at step 1') == 1
 
 
 def test_a_read_only_dir_is_one_line(tiny_data, tmp_path):

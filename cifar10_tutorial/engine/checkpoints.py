@@ -1,9 +1,12 @@
 """A run's files in its train dir: the checkpoints, the graph, the events.
 
     writer, checkpoint_bytes = start_files(graph, cfg)   # before the first step
+    snapshot = Snapshot(variables, max_to_keep=...)      # before finalize
     checkpoints = Checkpoints(saver, sess, train_dir, secs, steps,
-                              checkpoint_bytes)
-    if checkpoints.due(step): checkpoints.save(step)
+                              checkpoint_bytes, snapshot)
+    if checkpoints.due(step): checkpoints.save(step)     # then train on
+    checkpoints.check()   # between runs: says a save done, or its error
+    checkpoints.wait()    # at the end
 
 Every file is checked for room before it is started, and a save that fails
 (a full disk, a folder gone) leaves the last complete checkpoint listed
@@ -15,9 +18,11 @@ import glob
 import logging
 import os
 import shutil
+import threading
 import time
 
 import tensorflow.compat.v1 as tf
+from tensorflow.python.training.saving import saveable_object_util
 
 from cifar10_tutorial.engine import rundir
 
@@ -50,18 +55,50 @@ def start_files(graph, cfg):
           checkpoint_bytes)
 
 
+class Snapshot(object):
+  """A copy of the saved variables beside each of them, and a Saver that
+  writes the copies under the variables' names: the checkpoint of a step,
+  written while training goes on. Taking the copy is one short run between
+  two of training (device memory to device memory); writing it, the rest
+  of a save, no longer stops training (the multi-GPU trainer saves every
+  1,000 steps, some 0.1 s of training on an H200)."""
+
+  def __init__(self, variables, **saver_args):
+    names = saveable_object_util.op_list_to_dict(
+        variables, convert_variable_to_tensor=False)
+    copies, takes = {}, []
+    with tf.name_scope('checkpoint_copy'):
+      for name, variable in sorted(names.items()):
+        with tf.colocate_with(variable):
+          copy = tf.Variable(
+              tf.zeros(variable.shape, variable.dtype.base_dtype),
+              trainable=False, collections=[tf.GraphKeys.LOCAL_VARIABLES],
+              name=name)
+          takes.append(copy.assign(variable).op)
+        copies[name] = copy
+    self.take = tf.group(*takes)
+    self.saver = tf.train.Saver(copies, **saver_args)
+
+
 class Checkpoints(object):
   """Saves every `secs` seconds or every `steps` steps, and on demand; one
-  line per checkpoint, so the user knows where a restart resumes."""
+  line per checkpoint, so the user knows where a restart resumes.
 
-  def __init__(self, saver, sess, train_dir, secs, steps, size=0):
+  With a `snapshot` (a Snapshot), a save takes its copy and writes it in a
+  thread while training goes on; the next save, check() and wait() say
+  when it is written, or raise what stopped it."""
+
+  def __init__(self, saver, sess, train_dir, secs, steps, size=0,
+               snapshot=None):
     self._saver, self._sess = saver, sess
+    self._snapshot = snapshot
     self._train_dir = train_dir
     self._prefix = os.path.join(train_dir, 'model.ckpt')
     self._secs, self.steps = secs, steps
     self._size = size   # bytes one checkpoint takes
     self._saved_step, self._saved_time = None, time.time()
     self._meta_graph = None   # the .meta's bytes, the same for every save
+    self._writing = None   # a save in a thread: (thread, step, its error)
 
   def due(self, step):
     """Whether a checkpoint is due at `step`: a multiple of `steps` was
@@ -72,8 +109,11 @@ class Checkpoints(object):
     return time.time() - self._saved_time >= self._secs
 
   def save(self, step):
+    """Saves the variables as they are at `step`: written now, or, with a
+    snapshot, copied now and written while training goes on."""
     if step == self._saved_step:
       return
+    self.wait()
     train_dir = self._train_dir
     free = shutil.disk_usage(train_dir).free
     if free < self._size:
@@ -83,9 +123,55 @@ class Checkpoints(object):
           '%s: expected room for the checkpoint of step %d (%.1f MB), found '
           '%.1f MB free; the last complete one is %s (step %d)' % (
               train_dir, step, self._size / 1e6, free / 1e6, path, last))
+    if self._meta_graph is None:
+      with self._sess.graph.as_default():
+        self._meta_graph = self._saver.export_meta_graph().SerializeToString()
+    self._saved_step, self._saved_time = step, time.time()
+    if not self._snapshot:
+      self._write(self._saver, step)
+      log.info('saved checkpoint at step %d', step)
+      return
+    self._sess.run(self._snapshot.take)
+    error = []
+
+    def write():
+      try:
+        # A thread starts outside the graph, where TensorFlow 2 is eager.
+        with self._sess.graph.as_default():
+          self._write(self._snapshot.saver, step)
+      except Exception as e:   # raised by the next save, check() or wait()
+        error.append(e)
+
+    thread = threading.Thread(target=write, name='checkpoint', daemon=True)
+    thread.start()
+    self._writing = thread, step, error
+
+  def check(self):
+    """Says a save that was written in a thread, or raises what stopped
+    it; nothing while it is still being written."""
+    if self._writing and not self._writing[0].is_alive():
+      self.wait()
+
+  def wait(self):
+    """Waits for a save being written in a thread; says it, or raises what
+    stopped it."""
+    if not self._writing:
+      return
+    thread, step, error = self._writing
+    thread.join()
+    self._writing = None
+    if error:
+      raise error[0]
+    log.info('saved checkpoint at step %d', step)
+
+  def _write(self, saver, step):
+    """Writes the checkpoint of `step` with `saver`, its .meta after it;
+    a failure leaves the last complete checkpoint listed, and nothing of
+    this one."""
+    train_dir = self._train_dir
     try:
-      self._saver.save(self._sess, self._prefix, global_step=step,
-                       write_meta_graph=False)
+      saver.save(self._sess, self._prefix, global_step=step,
+                 write_meta_graph=False)
       self._write_meta_graph('%s-%d.meta' % (self._prefix, step))
     except (tf.errors.OpError, OSError) as e:
       # What a failed save leaves: its temporary folder and the unlisted
@@ -103,8 +189,6 @@ class Checkpoints(object):
                                  'last complete one is %s (step %d)' % (
                                      problem, step, path, last))
       raise
-    self._saved_step, self._saved_time = step, time.time()
-    log.info('saved checkpoint at step %d', step)
 
   def _write_meta_graph(self, path):
     """Each checkpoint's .meta, the graph that import_meta_graph rebuilds,
@@ -115,9 +199,6 @@ class Checkpoints(object):
     trainer's checkpoints, every 1,000 steps). Written after the
     checkpoint and whole or not at all, as the Saver does; the Saver
     removes it with its checkpoint."""
-    if self._meta_graph is None:
-      with self._sess.graph.as_default():
-        self._meta_graph = self._saver.export_meta_graph().SerializeToString()
     try:
       with open(path + '.tmp', 'wb') as f:
         f.write(self._meta_graph)

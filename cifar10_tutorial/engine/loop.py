@@ -185,17 +185,20 @@ class _Training(object):
     was asked to. Not `writes`: such a process other than the chief, which
     writes nothing."""
     graph, cfg, cluster = self.graph, self.cfg, self.cluster
-    saver = writer = None
+    saver = writer = snapshot = None
+    # Relative paths in the `checkpoint` list: a copied or moved train dir
+    # keeps working, and rotation never reaches another folder. In a
+    # cluster the chief saves every variable itself (not sharded, which
+    # would make each parameter server write its part on its own disk).
+    saving = dict(sharded=not cluster, max_to_keep=rundir.KEEP,
+                  save_relative_paths=True)
     if writes or path:
-      # Relative paths in the `checkpoint` list: a copied or moved train dir
-      # keeps working, and rotation never reaches another folder. In a
-      # cluster the chief saves every variable itself (not sharded, which
-      # would make each parameter server write its part on its own disk).
-      saver = tf.train.Saver(graph.saved, sharded=not cluster,
-                             max_to_keep=rundir.KEEP,
-                             save_relative_paths=True)
+      saver = tf.train.Saver(graph.saved, **saving)
     if writes:
       writer, checkpoint_bytes = checkpoints.start_files(graph, cfg)
+      # Checkpoints are written from a copy, while training goes on.
+      snapshot = checkpoints.Snapshot(graph.saved or tf.global_variables(),
+                                      **saving)
     init = tf.global_variables_initializer()
     local_init = tf.local_variables_initializer()
     summary_fetches = [graph.summary_step.train_op,
@@ -207,10 +210,11 @@ class _Training(object):
     with steps.session(cluster, self.config) as (sess, fetch):
       if path:
         saver.restore(sess, path)
-        # What the rotation may remove: the newest kept up to this one.
-        saver.recover_last_checkpoints(
-            [p for s, p in rundir.checkpoints(cfg.train_dir)
-             if s <= int(path.rsplit('-', 1)[1])][-rundir.KEEP:])
+        if snapshot:
+          # What the rotation may remove: the newest kept up to this one.
+          snapshot.saver.recover_last_checkpoints(
+              [p for s, p in rundir.checkpoints(cfg.train_dir)
+               if s <= int(path.rsplit('-', 1)[1])][-rundir.KEEP:])
       else:
         fetch(init)
       fetch(local_init)
@@ -223,16 +227,16 @@ class _Training(object):
                                                       start=True)
       watch = (input_watch.InputWatch(graph.inputs, coord, sess)
                if graph.inputs else None)
+      saves = None
       try:
         fetch(graph.prime)   # all-reduce: the chief's variables, to all
         step = fetch(graph.global_step)
-        saves = None
         if writes:
           writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START),
                                  step)
           saves = checkpoints.Checkpoints(
               saver, sess, cfg.train_dir, self.checkpoint_secs,
-              self.checkpoint_steps, checkpoint_bytes)
+              self.checkpoint_steps, checkpoint_bytes, snapshot)
           saves.save(step)
         else:
           log.info('%s: training from global step %d', cluster.name, step)
@@ -277,10 +281,13 @@ class _Training(object):
                   if cluster and graph.agreement is None
                   else first + len(losses))
           shown.ran(first, losses, step)
-          if saves and saves.due(step):
-            saves.save(step)
+          if saves:
+            saves.check()
+            if saves.due(step):
+              saves.save(step)
         if saves:
           saves.save(step)
+          saves.wait()
         if watch and watch.error:
           raise records.DataError('%s; stopped at step %d%s' % (
               watch.error, step, ', checkpoint saved' if saves else ''))
@@ -288,6 +295,13 @@ class _Training(object):
         if watch:
           watch.stop()
         unwinding = sys.exc_info()[0] is not None
+        if saves and unwinding:
+          # A save still being written ends before the session does; what
+          # it says is second to the error that got here first.
+          try:
+            saves.wait()
+          except Exception as e:
+            log.debug('a checkpoint being written: %s', e)
         try:
           if writer:
             writer.close()

@@ -45,6 +45,8 @@ Training configurations (each adds one change to the one before it):
 
 Whole runs (--runs), for the sustained and accuracy parts:
   baseline        the --baseline checkout's cifar10_train, its defaults
+  baseline_multi1 the --baseline checkout's cifar10_multi_gpu_train
+                  --num_gpus 1
   default         cifar10_train, this checkout's defaults
   steps1, steps10 default with --steps_per_run 1 or 10
   no_xla          default with --xla false
@@ -139,6 +141,8 @@ _WHOLE_RUN_GRAPHS = ('--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,'
 RUNS = {
     'baseline': {'program': 'cifar10_train', 'flags': [],
                  'checkout': 'baseline'},
+    'baseline_multi1': {'program': 'cifar10_multi_gpu_train',
+                        'flags': ['--num_gpus', '1'], 'checkout': 'baseline'},
     'default': {'program': 'cifar10_train', 'flags': []},
     'steps1': {'program': 'cifar10_train', 'flags': ['--steps_per_run', '1']},
     'steps10': {'program': 'cifar10_train',
