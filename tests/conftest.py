@@ -82,11 +82,12 @@ def trained_run(tmp_path_factory):
 class Running(object):
   """A CLI run in the background whose output lines can be waited for."""
 
-  def __init__(self, module, *args):
+  def __init__(self, module, *args, env=None):
     import threading
     self.proc = subprocess.Popen(
         [sys.executable, '-m', 'cifar10_tutorial.' + module] + list(args),
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, **env) if env else None)
     self.lines = []
     self._reader = threading.Thread(target=self._read, daemon=True)
     self._reader.start()

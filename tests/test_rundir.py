@@ -338,17 +338,33 @@ def _no_temp_files(folder):
   assert not left, left
 
 
-@pytest.mark.parametrize('size, step', [('4m', None), ('16m', 1)])
+def _fill(folder, leave):
+  """Fills `folder`'s file system up to `leave` bytes free."""
+  with open(os.path.join(folder, 'ballast'), 'wb') as f:
+    f.write(bytes(max(0, shutil.disk_usage(folder).free - leave)))
+
+
+@pytest.mark.parametrize('size, step', [('4m', None), ('64m', 1)])
 def test_a_full_disk_is_one_line_and_leaves_no_temp_files(tiny_data,
                                                           tmp_path, size,
                                                           step):
-  # 4 MB: no room to start. 16 MB: room for the run's first files and one
-  # 8.5 MB checkpoint, not a second.
+  # 4 MB: no room to start. Then room for the run's first files and one
+  # checkpoint and a half, not a second: sized from a run of this machine's
+  # own graph (a GPU's, with its compiled loop, is larger than a CPU's).
   with _small_filesystem(str(tmp_path / 'small'), size) as small:
     if small is None:
       pytest.skip('cannot mount a small file system here; '
                   'test_a_failed_save_leaves_no_temp_files stubs the write')
     train_dir = os.path.join(small, 'train')
+    if step is not None:
+      assert _train(tiny_data[0], train_dir, 1).returncode == 0
+      sizes = {n: os.path.getsize(os.path.join(train_dir, n))
+               for n in os.listdir(train_dir)}
+      one = sum(v for n, v in sizes.items() if n.startswith('model.ckpt-0.'))
+      first = sum(v for n, v in sizes.items()
+                  if not n.startswith('model.ckpt-'))
+      shutil.rmtree(train_dir)
+      _fill(small, first + one * 3 // 2)
     result = _train(tiny_data[0], train_dir, 5)
     assert result.returncode == 1
     if step is None:
