@@ -380,3 +380,21 @@ def test_tensorflow_logs_are_hidden_unless_asked_for(trained_run, tmp_path):
   assert not cpp_line.search(quiet.stderr), quiet.stderr
   assert 'deprecated' not in quiet.stderr
   assert cpp_line.search(loud.stderr) and 'deprecated' in loud.stderr
+
+
+def test_a_program_starts_without_keras_or_matplotlib():
+  # TensorFlow imports Keras (and Keras matplotlib) as it loads: a second
+  # and a half of every program's start here, for nothing any program uses.
+  # What every program runs first leaves them out.
+  code = ('import sys\n'
+          'from cifar10_tutorial.shell import quiet\n'
+          'quiet.install([])\n'
+          'import tensorflow.compat.v1 as tf\n'
+          'tf.constant(1)\n'
+          'print(sorted(m for m in ("keras", "matplotlib") if m in '
+          'sys.modules))\n')
+  env = {k: v for k, v in os.environ.items() if k != 'TF_USE_LEGACY_KERAS'}
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == '[]', result.stdout + result.stderr

@@ -15,6 +15,9 @@ those lines and passes everything else through unchanged. The filter runs in
 a forked child process, so lines written just before a crash are still
 delivered. Entry points call it before importing TensorFlow; `--tf_logs` on
 the command line turns it off.
+
+It also spares a program TensorFlow's import of Keras, which this project
+never uses (`without_keras`).
 """
 import argparse
 import atexit
@@ -112,8 +115,20 @@ def wanted(argv):
     return True   # a bad value: the program's own parser will say so
 
 
+def without_keras():
+  """TensorFlow imports Keras as it is imported (for its SavedModel
+  registry), a second and a half of a six-second import on this project's
+  2-core machine, and Keras brings matplotlib; no program here uses Keras.
+  Told to look for the legacy tf_keras instead, which is not installed,
+  TensorFlow goes on without either. For this process and the programs it
+  starts; a value the user set is kept."""
+  os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+
+
 def install(argv=None):
-  """Filters fd 2 for the rest of this process (a no-op if asked not to)."""
+  """Filters fd 2 for the rest of this process (a no-op if asked not to),
+  and leaves Keras out of TensorFlow's import."""
+  without_keras()
   if not wanted(sys.argv[1:] if argv is None else argv):
     return
   sys.stderr.flush()
