@@ -14,6 +14,7 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial.cluster import launch
 from cifar10_tutorial.cluster import worker
+from cifar10_tutorial.engine import checkpoints
 from cifar10_tutorial.engine import loop
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import rundir
@@ -393,6 +394,34 @@ def test_the_first_runs_may_take_longer_than_the_peer_timeout(monkeypatch):
       assert fetch(slow, shape=99) == 1.0
       with pytest.raises(tf.errors.DeadlineExceededError):
         fetch(slow)
+
+
+def test_a_clusters_checkpoints_are_held_to_its_deadline(tmp_path,
+                                                        monkeypatch):
+  # A save, taken in one run and written in a thread, goes through the
+  # session's fetch, which holds a cluster's runs to --peer_timeout_secs:
+  # a save that waits on a dead or hung parameter server is an error, not
+  # a hang. Here a run that takes 2 s against a 1 s deadline.
+  monkeypatch.setattr(steps, 'FIRST_RUNS', 0)
+  port = launch.free_ports(1)[0]
+  spec = tf.train.ClusterSpec({'worker': ['127.0.0.1:%d' % port]})
+  server = tf.train.Server(spec, 'worker', 0)
+  with tf.Graph().as_default():
+    weights = tf.Variable([1., 2.], name='conv1/weights')
+    snapshot = checkpoints.Snapshot([weights], sharded=False)
+    slow = tf.py_func(lambda: time.sleep(2) or 1.0, [], tf.float64)
+    cluster = loop.Cluster(server.target, True, 1, 'worker 0')
+    with steps.session(cluster, tf.ConfigProto()) as (sess, fetch):
+      held = steps.FetchSession(sess, fetch)
+      held.run([tf.global_variables_initializer(),
+                tf.local_variables_initializer()])
+      saves = checkpoints.Checkpoints(snapshot.saver, held, str(tmp_path),
+                                      None, 1, snapshot=snapshot)
+      saves.save(1)
+      saves.wait()
+      assert rundir.latest(str(tmp_path))[1] == 1
+      with pytest.raises(tf.errors.DeadlineExceededError):
+        held.run(slow)
 
 
 def test_gpu_workers_of_an_all_reduce_compile_it_where_their_nccl_can_meet():

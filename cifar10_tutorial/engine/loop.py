@@ -234,9 +234,11 @@ class _Training(object):
         if writes:
           writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START),
                                  step)
+          # Its runs held to a cluster's deadline, as the steps are.
           saves = checkpoints.Checkpoints(
-              saver, sess, cfg.train_dir, self.checkpoint_secs,
-              self.checkpoint_steps, checkpoint_bytes, snapshot)
+              saver, steps.FetchSession(sess, fetch), cfg.train_dir,
+              self.checkpoint_secs, self.checkpoint_steps, checkpoint_bytes,
+              snapshot)
           saves.save(step)
         else:
           log.info('%s: training from global step %d', cluster.name, step)

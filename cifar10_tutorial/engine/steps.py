@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import tensorflow.compat.v1 as tf
+from tensorflow.python.client import session as session_lib
 
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import errors
@@ -77,6 +78,28 @@ def _without_deadlines(sess):
     del shape   # no deadline to choose
     return sess.run(fetches, feed)
   return fetch
+
+
+class FetchSession(session_lib.SessionInterface):
+  """A session whose runs are `fetch`'s, for what takes a session and not a
+  fetch: the Saver that writes a checkpoint. In a cluster, a save that
+  waits on a dead or hung parameter server then ends as an error too,
+  at the same deadline as a step."""
+
+  def __init__(self, sess, fetch):
+    self._sess, self._fetch = sess, fetch
+
+  @property
+  def graph(self):
+    return self._sess.graph
+
+  @property
+  def sess_str(self):
+    return self._sess.sess_str
+
+  def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
+    del options, run_metadata   # the deadline is fetch's
+    return self._fetch(fetches, feed_dict)
 
 
 @contextlib.contextmanager
