@@ -416,7 +416,7 @@ def test_a_clusters_checkpoints_are_held_to_its_deadline(tmp_path,
       held.run([tf.global_variables_initializer(),
                 tf.local_variables_initializer()])
       saves = checkpoints.Checkpoints(snapshot.saver, held, str(tmp_path),
-                                      None, 1, snapshot=snapshot)
+                                      None, 1, 0, snapshot)
       saves.save(1)
       saves.wait()
       assert rundir.latest(str(tmp_path))[1] == 1

@@ -84,12 +84,12 @@ class Checkpoints(object):
   """Saves every `secs` seconds or every `steps` steps, and on demand; one
   line per checkpoint, so the user knows where a restart resumes.
 
-  With a `snapshot` (a Snapshot), a save takes its copy and writes it in a
+  A save takes the `snapshot`'s copy (a Snapshot) and writes it in a
   thread while training goes on; the next save, check() and wait() say
-  when it is written, or raise what stopped it."""
+  when it is written, or raise what stopped it. `saver`, the variables'
+  own, is the one each checkpoint's .meta restores with."""
 
-  def __init__(self, saver, sess, train_dir, secs, steps, size=0,
-               snapshot=None):
+  def __init__(self, saver, sess, train_dir, secs, steps, size, snapshot):
     self._saver, self._sess = saver, sess
     self._snapshot = snapshot
     self._train_dir = train_dir
@@ -109,8 +109,8 @@ class Checkpoints(object):
     return time.time() - self._saved_time >= self._secs
 
   def save(self, step):
-    """Saves the variables as they are at `step`: written now, or, with a
-    snapshot, copied now and written while training goes on."""
+    """Saves the variables as they are at `step`: copied now, written
+    while training goes on."""
     if step == self._saved_step:
       return
     self.wait()
@@ -127,10 +127,6 @@ class Checkpoints(object):
       with self._sess.graph.as_default():
         self._meta_graph = self._saver.export_meta_graph().SerializeToString()
     self._saved_step, self._saved_time = step, time.time()
-    if not self._snapshot:
-      self._write(self._saver, step)
-      log.info('saved checkpoint at step %d', step)
-      return
     self._sess.run(self._snapshot.take)
     error = []
 
@@ -138,7 +134,7 @@ class Checkpoints(object):
       try:
         # A thread starts outside the graph, where TensorFlow 2 is eager.
         with self._sess.graph.as_default():
-          self._write(self._snapshot.saver, step)
+          self._write(step)
       except Exception as e:   # raised by the next save, check() or wait()
         error.append(e)
 
@@ -164,14 +160,14 @@ class Checkpoints(object):
       raise error[0]
     log.info('saved checkpoint at step %d', step)
 
-  def _write(self, saver, step):
-    """Writes the checkpoint of `step` with `saver`, its .meta after it;
-    a failure leaves the last complete checkpoint listed, and nothing of
-    this one."""
+  def _write(self, step):
+    """Writes the checkpoint of `step` from the snapshot, its .meta after
+    it; a failure leaves the last complete checkpoint listed, and nothing
+    of this one."""
     train_dir = self._train_dir
     try:
-      saver.save(self._sess, self._prefix, global_step=step,
-                 write_meta_graph=False)
+      self._snapshot.saver.save(self._sess, self._prefix, global_step=step,
+                                write_meta_graph=False)
       self._write_meta_graph('%s-%d.meta' % (self._prefix, step))
     except (tf.errors.OpError, OSError) as e:
       # What a failed save leaves: its temporary folder and the unlisted

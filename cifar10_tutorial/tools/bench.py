@@ -131,11 +131,19 @@ EVAL = {
 }
 PARTS = ('peak', 'input', 'train', 'eval', 'memory')
 RUN_PARTS = ('sustained', 'accuracy')   # only when named
-# XLA's command buffers (CUDA graphs) for every kind of command, the
-# compiled loop's while loop and NCCL's collectives included.
-_WHOLE_RUN_GRAPHS = ('--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,'
-                     'CUDNN,CUSTOM_CALL,COLLECTIVES,CONDITIONAL,WHILE '
-                     '--xla_gpu_graph_min_graph_size=1')
+
+
+def _command_buffers(kinds):
+  """XLA_FLAGS for XLA's command buffers (CUDA graphs) of these kinds of
+  command, however few make a graph."""
+  return ('--xla_gpu_enable_command_buffer=%s '
+          '--xla_gpu_graph_min_graph_size=1' % kinds)
+
+
+_KERNEL_GRAPHS = 'FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL'
+# Also the compiled loop's while loop, its conditionals and NCCL's
+# collectives: a whole run can be one graph.
+_WHOLE_RUN_GRAPHS = _KERNEL_GRAPHS + ',COLLECTIVES,CONDITIONAL,WHILE'
 # Whole training runs: the program, its flags, and the towers (examples per
 # step = batch x towers). 'checkout': 'baseline' runs the --baseline copy.
 RUNS = {
@@ -182,14 +190,12 @@ RUNS = {
     'cmdbuf_off': {'program': 'cifar10_train', 'flags': [],
                    'env': {'XLA_FLAGS': '--xla_gpu_enable_command_buffer='}},
     'cmdbuf_all': {'program': 'cifar10_train', 'flags': [], 'env': {
-        'XLA_FLAGS': '--xla_gpu_enable_command_buffer=FUSION,CUBLAS,'
-                     'CUBLASLT,CUDNN,CUSTOM_CALL '
-                     '--xla_gpu_graph_min_graph_size=1'}},
-    'cmdbuf_loop': {'program': 'cifar10_train', 'flags': [],
-                    'env': {'XLA_FLAGS': _WHOLE_RUN_GRAPHS}},
+        'XLA_FLAGS': _command_buffers(_KERNEL_GRAPHS)}},
+    'cmdbuf_loop': {'program': 'cifar10_train', 'flags': [], 'env': {
+        'XLA_FLAGS': _command_buffers(_WHOLE_RUN_GRAPHS)}},
     'multi2_cmdbuf': {'program': 'cifar10_multi_gpu_train',
-                      'flags': ['--num_gpus', '2'], 'towers': 2,
-                      'env': {'XLA_FLAGS': _WHOLE_RUN_GRAPHS}},
+                      'flags': ['--num_gpus', '2'], 'towers': 2, 'env': {
+                          'XLA_FLAGS': _command_buffers(_WHOLE_RUN_GRAPHS)}},
     'multi2_lhs': {'program': 'cifar10_multi_gpu_train',
                    'flags': ['--num_gpus', '2'], 'towers': 2, 'env': {
                        'XLA_FLAGS':
