@@ -43,6 +43,36 @@ def test_device_histograms_encode_as_histogram_summary_does(name, device):
                              rtol=1e-12)
 
 
+def test_a_graphs_histograms_hold_the_bucket_limits_once_a_device():
+  # A copy in each histogram made every graph file a third larger. The one
+  # constant must not carry the first histogram's context along.
+  values = _values()
+  with tf.Graph().as_default() as graph, tf.Session(config=tf.ConfigProto(
+      allow_soft_placement=True)) as sess:
+    inputs = {name: tf.constant(v.astype(np.float32))
+              for name, v in values.items()}
+    items = []
+    with tf.control_dependencies([tf.no_op(name='gate')]):
+      items.append(summaries.histogram('edges', inputs['edges']))
+    items.append(summaries.histogram('weights', inputs['weights']))
+    with tf.device('/device:GPU:0'):
+      items.append(summaries.histogram(
+          'huge and tiny', tf.identity(inputs['huge and tiny'])))
+    limits = [op for op in graph.get_operations() if op.type == 'Const' and
+              op.outputs[0].shape.num_elements() == len(
+                  summaries.BUCKET_LIMITS)]
+    assert sorted(op.device for op in limits) == ['', '/device:GPU:0']
+    assert not [op for op in limits if op.control_inputs]
+    got = summaries.to_summary(items, sess.run(summaries.fetches(items)))
+    references = sess.run([tf.raw_ops.HistogramSummary(tag=i.tag,
+                                                       values=inputs[i.tag])
+                           for i in items])
+  for value, reference in zip(got.value, references):
+    reference = tf.Summary.FromString(reference).value[0].histo
+    assert list(value.histo.bucket) == list(reference.bucket)
+    assert list(value.histo.bucket_limit) == list(reference.bucket_limit)
+
+
 def test_scalars_images_and_summary_ops_go_into_one_summary():
   with tf.Graph().as_default(), tf.Session() as sess:
     items = [summaries.scalar('loss', tf.constant(2.5)),
