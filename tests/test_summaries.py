@@ -1,4 +1,7 @@
 """Summaries computed on the tower's device read back as TensorFlow's own."""
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
@@ -71,6 +74,13 @@ def test_a_graphs_histograms_hold_the_bucket_limits_once_a_device():
     reference = tf.Summary.FromString(reference).value[0].histo
     assert list(value.histo.bucket) == list(reference.bucket)
     assert list(value.histo.bucket_limit) == list(reference.bucket_limit)
+  # And a graph dropped is freed (a notebook builds one after another).
+  with tf.Graph().as_default() as graph:
+    summaries.histogram('w', tf.constant([1.0]))
+  dropped = weakref.ref(graph)
+  del graph
+  gc.collect()
+  assert dropped() is None
 
 
 def test_scalars_images_and_summary_ops_go_into_one_summary():

@@ -91,7 +91,8 @@ def _on_gpu(values):
   return 'GPU' in device or ('CPU' not in device and _has_gpu())
 
 
-# Each graph's bucket limits, one constant a device (_limits).
+# Each graph's bucket limits, one constant a device (_limits), by name: a
+# tensor would hold its graph, and so the key, alive for good.
 _LIMITS = weakref.WeakKeyDictionary()
 
 
@@ -107,8 +108,9 @@ def _limits(device):
     # dependency or loop there would hold the others), on its device only.
     with graph.control_dependencies(None), graph.device(None), \
          graph.device(device), graph.name_scope('summaries/'):
-      made[device] = tf.constant(BUCKET_LIMITS[None], name='bucket_limits')
-  return made[device]
+      made[device] = tf.constant(BUCKET_LIMITS[None],
+                                 name='bucket_limits').name
+  return graph.get_tensor_by_name(made[device])
 
 
 def _histogram(tag, values):
