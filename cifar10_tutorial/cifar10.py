@@ -318,14 +318,28 @@ def activation_summaries(model, images, labels,
 
 
 class ClassCountError(ValueError):
-  """A checkpoint's network was made for another number of classes."""
+  """A checkpoint that is not of this network (another program's), or
+  whose network was made for another number of classes."""
+
+
+LAYERS = ('conv1', 'conv2', 'local3', 'local4', 'softmax_linear')
 
 
 def check_classes(checkpoint_path, class_names, where):
-  """ClassCountError, in one line, unless the checkpoint's network has one
-  output per class of `class_names` (the classes of the data at `where`)."""
+  """ClassCountError, in one line, unless the checkpoint holds this
+  network, with one output per class of `class_names` (the classes of the
+  data at `where`)."""
   shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
-  found = shapes.get('softmax_linear/biases', [None])[0]
+  missing = ['%s/%s' % (layer, part) for layer in LAYERS
+             for part in ('weights', 'biases')
+             if '%s/%s' % (layer, part) not in shapes]
+  if missing:
+    raise ClassCountError(
+        '%s: expected a checkpoint of this tutorial\'s network, found one '
+        'without %s%s (another program\'s?); use another folder' % (
+            checkpoint_path, ', '.join(missing[:3]),
+            ' and %d more' % (len(missing) - 3) if len(missing) > 3 else ''))
+  found = shapes['softmax_linear/biases'][0]
   if found != len(class_names):
     raise ClassCountError(
         '%s: expected a network for %d classes (the classes of %s), found '

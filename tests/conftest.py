@@ -1,4 +1,5 @@
 """Tiny CIFAR-10 record files written by the tests, and shared runs."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -132,3 +133,18 @@ def summary_tags(directory):
       for value in event.summary.value:
         tags.setdefault(value.tag, []).append(event.step)
   return tags
+
+
+@contextlib.contextmanager
+def small_filesystem(path, size, read_only=False):
+  """A tmpfs of `size` at `path`, or None where this machine cannot mount
+  one (not root, no mount namespace)."""
+  os.makedirs(path)
+  options = 'size=%s%s' % (size, ',ro' if read_only else '')
+  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs',
+                            path], capture_output=True).returncode == 0
+  try:
+    yield path if mounted else None
+  finally:
+    if mounted:
+      subprocess.run(['umount', '-l', path])

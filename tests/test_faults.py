@@ -80,7 +80,7 @@ def _child(tmp_path, source, *args):
                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
-  _wait_line(child, 'ready')
+  child.ready = _wait_line(child, 'ready')
   return child
 
 
@@ -110,7 +110,7 @@ def _signalled(child, signum, timeout):
 def _wait_line(proc, text):
   for line in proc.stdout:
     if text in line:
-      return
+      return line
   raise AssertionError('no %r' % text)
 
 
@@ -354,7 +354,7 @@ def test_bad_data_fails_before_any_session_with_one_line(tmp_path, module,
     data_dir = str(tmp_path / 'not_there')
   run_dir = str(tmp_path / 'run')
   if module == 'cifar10_eval':
-    args = ['--checkpoint_dir', run_dir, '--eval_dir', run_dir]
+    args = ['--checkpoint_dir', run_dir, '--eval_dir', run_dir + '_eval']
     if breakage == 'too_many':
       args += ['--num_examples', '31']
   else:
@@ -366,7 +366,8 @@ def test_bad_data_fails_before_any_session_with_one_line(tmp_path, module,
   last = result.stdout.strip().splitlines()[-1]
   assert re.match(r'\d\d:\d\d:\d\d error: ', last) and expected in last, last
   assert 'Traceback' not in result.stderr
-  assert not os.path.exists(run_dir)   # nothing started, nothing written
+  # Nothing started, nothing written.
+  assert not os.path.exists(run_dir) and not os.path.exists(run_dir + '_eval')
 
 
 def test_tensorflow_logs_are_hidden_unless_asked_for(trained_run, tmp_path):
@@ -398,3 +399,64 @@ def test_a_program_starts_without_keras_or_matplotlib():
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == '[]', result.stdout + result.stderr
+
+
+def test_what_a_program_started_is_killed_when_its_deadline_quits(tmp_path):
+  # A launcher that cannot stop in time (its deadline's exit skips every
+  # finally) still leaves no child behind: before_quitting's function runs.
+  child = _child(tmp_path,
+                 'import subprocess, time\n'
+                 'stopping.GRACE_SECS = 1\n'
+                 'kid = subprocess.Popen(["sleep", "300"])\n'
+                 'def first(signum):\n'
+                 '  time.sleep(60)\n'
+                 'with stopping.before_quitting(lambda: (kid.kill(), '
+                 'kid.wait())):\n'
+                 '  with stopping.on_signals(first):\n'
+                 '    print("ready", kid.pid, flush=True)\n'
+                 '    time.sleep(60)\n')
+  kid = int(child.ready.split()[1])
+  assert os.path.exists('/proc/%d' % kid)
+  code, seconds, rest = _signalled(child, signal.SIGTERM, 15)
+  assert code == 143 and seconds < 10, rest
+  assert not os.path.exists('/proc/%d' % kid)
+
+
+@pytest.mark.parametrize('after', [0.3, 1.5, 4])
+def test_ctrl_c_while_a_program_starts_is_one_line_and_130(tiny_data,
+                                                          tmp_path, after):
+  # While TensorFlow is imported, and while the graph is built: nothing
+  # trained, nothing to save, no traceback, nothing left in the train dir.
+  train_dir = str(tmp_path / 'train')
+  run = Running('cifar10_train', *_train_args(tiny_data[0], train_dir))
+  time.sleep(after)
+  if 'starting a new run' not in run.output:
+    run.proc.send_signal(signal.SIGINT)
+  code = run.proc.wait(timeout=30)
+  run.stop()
+  if 'starting a new run' in run.output:
+    pytest.skip('this machine started training within %s s' % after)
+  assert code == 130, run.output
+  lines = run.output.strip().splitlines()
+  assert len(lines) == 1 and re.search(
+      r'stopped \(Ctrl-C\)( before training started)?$', lines[0]), lines
+  assert not os.path.exists(train_dir)
+
+
+def test_a_path_the_locale_cannot_read_is_one_line(tiny_data, tmp_path):
+  # LANG=C with Python's UTF-8 mode off: a non-ASCII --train_dir arrives as
+  # undecodable bytes, which TensorFlow cannot take.
+  env = dict(os.environ, LANG='C', LC_ALL='C', PYTHONCOERCECLOCALE='0',
+             PYTHONUTF8='0', PYTHONPATH=ROOT)
+  result = subprocess.run(
+      [sys.executable, '-m', 'cifar10_tutorial.cifar10_train',
+       '--data_dir', tiny_data[0], '--train_dir',
+       os.fsencode(str(tmp_path / 'caf\u00e9'))],
+      cwd=ROOT, env=env, capture_output=True, timeout=120)
+  out = result.stdout.decode('ascii')
+  assert result.returncode == 2, out + result.stderr.decode()
+  assert re.search(r"error: --train_dir: expected text this program can "
+                   r"read, found bytes that are not text in this locale "
+                   r"\(ascii\): b'.*caf\\xc3\\xa9'; run with LANG=C\.UTF-8",
+                   out), out
+  assert b'Traceback' not in result.stderr

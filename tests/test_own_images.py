@@ -2,10 +2,13 @@
 evaluate and classify image files, with as many classes as the data has."""
 import json
 import os
+import re
 import shutil
+import struct
 import tarfile
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -15,7 +18,7 @@ from cifar10_tutorial.core import captions
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import records
 from cifar10_tutorial.own_images import convert
-from conftest import run_module
+from conftest import run_module, small_filesystem
 
 COLORS = {'blue': (30, 30, 200), 'green': (30, 200, 30), 'red': (200, 30, 30)}
 FORMATS = ['png', 'jpg', 'bmp', 'gif']
@@ -147,13 +150,24 @@ def test_predict_says_which_files_failed_and_still_classifies_the_rest(
   empty, page = tmp_path / 'empty.png', tmp_path / 'page.jpg'
   empty.write_bytes(b'')
   page.write_text('<html>Not Found</html>')
+  # Small files that declare huge images ("decompression bombs").
+  png, gif = tmp_path / 'bomb.png', tmp_path / 'bomb.gif'
+  png.write_bytes(_png_header(30000, 30000))
+  gif.write_bytes(b'GIF89a' + struct.pack('<HH', 60000, 60000) + bytes(40))
   good = os.path.join(converted['src'], 'test', 'blue', '00.png')
   result = run_module('own_images.predict', '--data_dir',
                       trained_run['data_dir'],
                       '--checkpoint_dir', trained_run['train_dir'],
-                      str(empty), good, str(page), str(tmp_path / 'gone.gif'))
+                      str(empty), good, str(page), str(tmp_path / 'gone.gif'),
+                      str(png), str(gif))
   assert result.returncode == 1
   lines = result.stdout.strip().splitlines()
+  assert lines[3:5] == [
+      'error: %s: expected an image of at most 100 megapixels, found one of '
+      '30000 x 30000 pixels' % png,
+      'error: %s: expected an image of at most 100 megapixels, found one of '
+      '60000 x 60000 pixels' % gif]
+  assert not re.search(r'^[IWEF]\d{4} ', result.stderr, re.M), result.stderr
   assert lines[:3] == [
       'error: %s: expected an image file, found an empty file' % empty,
       'error: %s: expected a JPEG, PNG, GIF or BMP image, found data that is '
@@ -163,6 +177,36 @@ def test_predict_says_which_files_failed_and_still_classifies_the_rest(
       (tmp_path / 'gone.gif')]
   assert lines[-1].startswith(good + ' ')   # CIFAR-10's names: 10 classes
   assert 'Traceback' not in result.stderr
+
+
+def _png_header(width, height):
+  """A PNG's signature and header chunk declaring width x height, and a
+  little data: what a decoder reads before it allocates the image."""
+  def chunk(kind, data):
+    return (struct.pack('>I', len(data)) + kind + data +
+            struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+  return (b'\x89PNG\r\n\x1a\n' +
+          chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0,
+                                     0)) +
+          chunk(b'IDAT', zlib.compress(bytes(1000))) + chunk(b'IEND', b''))
+
+
+def test_a_full_temporary_folder_is_named_not_the_archive(converted,
+                                                          tmp_path):
+  archive = str(tmp_path / 'images.tar.gz')
+  with tarfile.open(archive, 'w:gz') as tar:
+    tar.add(converted['src'], arcname='images')
+  with small_filesystem(str(tmp_path / 'tmp'), '64k') as small:
+    if small is None:
+      pytest.skip('cannot mount a small file system here')
+    result = run_module('own_images.convert', '--src', archive, '--out',
+                        str(tmp_path / 'out'), env={'TMPDIR': small})
+    assert os.listdir(small) == []   # what it unpacked, removed
+  assert result.returncode == 1
+  assert result.stdout.strip().splitlines()[-1] == (
+      'error: %s: expected room to unpack %s (TMPDIR), found the disk full; '
+      'set TMPDIR to a folder with room' % (small, archive))
+  assert not os.path.exists(str(tmp_path / 'out'))
 
 
 def test_a_checkpoint_for_other_classes_is_one_line(converted, trained_run,

@@ -2,7 +2,6 @@
 trainers, bad checkpoints, full and read-only disks, odd paths, changed
 settings. Each as a user meets it: the CLI, one line, nothing lost."""
 import collections
-import contextlib
 import glob
 import hashlib
 import http.server
@@ -27,7 +26,8 @@ from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import rundir
 from cifar10_tutorial.tools import board
 from cifar10_tutorial.tools import cifar10_data
-from conftest import NO_GPU, ROOT, Running, run_module, write_data
+from conftest import NO_GPU, ROOT, Running, run_module, small_filesystem, \
+    write_data
 
 
 def _train(data_dir, train_dir, steps, *extra):
@@ -318,21 +318,6 @@ def test_no_readable_checkpoint_is_one_line_and_exit_1(trained_run,
   assert 'Traceback' not in result.stderr
 
 
-@contextlib.contextmanager
-def _small_filesystem(path, size, read_only=False):
-  """A tmpfs of `size` at `path`, or None where this machine cannot mount
-  one (not root, no mount namespace)."""
-  os.makedirs(path)
-  options = 'size=%s%s' % (size, ',ro' if read_only else '')
-  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs',
-                            path], capture_output=True).returncode == 0
-  try:
-    yield path if mounted else None
-  finally:
-    if mounted:
-      subprocess.run(['umount', '-l', path])
-
-
 def _no_temp_files(folder):
   left = [n for n in os.listdir(folder) if n.endswith(('_temp', '.tmp'))]
   assert not left, left
@@ -351,7 +336,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_temp_files(tiny_data,
   # 4 MB: no room to start. Then room for the run's first files and one
   # checkpoint and a half, not a second: sized from a run of this machine's
   # own graph (a GPU's, with its compiled loop, is larger than a CPU's).
-  with _small_filesystem(str(tmp_path / 'small'), size) as small:
+  with small_filesystem(str(tmp_path / 'small'), size) as small:
     if small is None:
       pytest.skip('cannot mount a small file system here; '
                   'test_a_failed_save_leaves_no_temp_files stubs the write')
@@ -408,9 +393,9 @@ def test_a_failed_save_leaves_no_temp_files(tmp_path):
   with pytest.raises(rundir.RunDirError) as e:
     checkpoints.save(3)
     checkpoints.wait()
-  assert str(e.value) == ('%s: expected room to write, found the disk full '
-                          'writing the checkpoint of step 3; the last complete '
-                          'one is None (step 0)' % train_dir)
+  assert str(e.value) == ('%s: expected room to write, found the disk full; '
+                          'the checkpoint of step 3 was not written, the last '
+                          'complete one is None (step 0)' % train_dir)
   assert os.listdir(train_dir) == []
 
 
@@ -463,7 +448,7 @@ def test_a_checkpoint_written_while_training_goes_on_holds_its_step(
 
 
 def test_a_read_only_dir_is_one_line(tiny_data, tmp_path):
-  with _small_filesystem(str(tmp_path / 'ro'), '1m', read_only=True) as ro:
+  with small_filesystem(str(tmp_path / 'ro'), '1m', read_only=True) as ro:
     if ro is None:
       pytest.skip('cannot mount a read-only file system here (as root, '
                   'permissions alone do not stop a write)')
@@ -709,3 +694,139 @@ def test_tensorboard_on_a_busy_port_says_so_in_one_line():
       again.bind(('127.0.0.1', 0))
       again.listen()
       board.check_port(again.getsockname()[1])
+
+
+def _digests(folder):
+  """{name: md5} of every file in folder (what a refused start must leave
+  as it was)."""
+  found = {}
+  for name in sorted(os.listdir(folder)):
+    with open(os.path.join(folder, name), 'rb') as f:
+      found[name] = hashlib.md5(f.read()).hexdigest()
+  return found
+
+
+def test_a_refused_start_writes_nothing_and_is_not_taken_for_the_run(
+    tiny_data, tmp_path):
+  data_dir, train_dir = tiny_data[0], str(tmp_path / 'train')
+  assert _train(data_dir, train_dir, 2).returncode == 0
+  before = _digests(train_dir)
+  # Other data: 11 classes. Refused even as "changed settings allowed":
+  # the network cannot take them. config.json keeps the run's settings.
+  other = str(tmp_path / 'other')
+  shutil.copytree(data_dir, other)
+  with open(os.path.join(other, defaults.BATCHES_DIR,
+                         defaults.META_FILE), 'w') as f:
+    f.write('\n'.join('class%d' % i for i in range(11)) + '\n')
+  refused = _train(other, train_dir, 4, '--allow_changed_settings')
+  assert refused.returncode == 1
+  assert re.search(r'expected a network for 11 classes .*found one for 10$',
+                   _last_line(refused)), refused.stdout
+  assert _digests(train_dir) == before
+  again = _train(data_dir, train_dir, 3)
+  assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_another_programs_checkpoint_is_named_and_its_folder_left_alone(
+    tiny_data, tmp_path):
+  folder = str(tmp_path / 'theirs')
+  with tf.Graph().as_default():
+    tf.Variable(tf.zeros([3]), name='dense/kernel')
+    saver = tf.train.Saver()
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      saver.save(sess, os.path.join(folder, 'model.ckpt'), global_step=5)
+  before = _digests(folder)
+  result = _train(tiny_data[0], folder, 10)
+  assert result.returncode == 1
+  assert _last_line(result).endswith(
+      '%s/model.ckpt-5: expected a checkpoint of this tutorial\'s network, '
+      'found one without conv1/weights, conv1/biases, conv2/weights and 7 '
+      'more (another program\'s?); use another folder' % folder)
+  assert _digests(folder) == before   # not even a lock file
+
+
+@pytest.mark.parametrize('fault', ['unwritable', 'deleted', 'moved'])
+def test_a_train_dir_lost_mid_run_is_one_line(tiny_data, tmp_path, fault):
+  train_dir = str(tmp_path / 'train')
+  if fault == 'unwritable':
+    probe = tmp_path / 'probe'
+    probe.mkdir()
+    if subprocess.run(['chattr', '+i', str(probe)],
+                      capture_output=True).returncode:
+      pytest.skip('chattr +i is not allowed here')
+    subprocess.run(['chattr', '-i', str(probe)])
+  run = Running('cifar10_train', '--data_dir', tiny_data[0], '--train_dir',
+                train_dir, '--batch_size', '4', '--log_frequency', '5',
+                '--save_checkpoint_steps', '5')
+  try:
+    run.wait_for('saved checkpoint at step 5')
+    if fault == 'unwritable':
+      subprocess.run(['chattr', '+i', train_dir], check=True)
+    elif fault == 'deleted':
+      shutil.rmtree(train_dir)
+    else:
+      os.rename(train_dir, train_dir + '.moved')
+    assert run.proc.wait(timeout=60) == 1, run.output
+  finally:
+    run.stop()
+    if fault == 'unwritable':
+      subprocess.run(['chattr', '-i', train_dir])
+  last = run.output.strip().splitlines()[-1]
+  if fault == 'unwritable':
+    assert re.search(r'error: %s: expected a folder this program can write '
+                     r'to, found no permission to write there; the checkpoint '
+                     r'of step \d+ was not written, the last complete one is '
+                     r'\S+ \(step \d+\)$' % re.escape(train_dir), last), last
+    assert rundir.resume_point(train_dir)[1] >= 5
+  else:
+    assert re.search(r'error: %s: expected the folder to stay where it was, '
+                     r'found it gone \(deleted or moved while the program '
+                     r'ran\); the checkpoint of step \d+ was not written$' %
+                     re.escape(train_dir), last), last
+  assert not re.search(r'Traceback|^[IWEF]\d{4} ', run.output, re.M), (
+      run.output)
+
+
+def test_an_eval_dir_must_be_its_own_and_a_train_dir_not_an_eval_dir(
+    trained_run, tmp_path):
+  train_dir = trained_run['train_dir']
+  before = _digests(train_dir)
+  for eval_dir in (train_dir, train_dir + '/'):
+    result = run_module('cifar10_eval', '--data_dir', trained_run['data_dir'],
+                        '--checkpoint_dir', train_dir, '--eval_dir', eval_dir,
+                        '--run_once')
+    assert result.returncode == 1
+    assert _last_line(result).endswith(
+        '%s: expected an eval dir of its own, found the train dir it '
+        'evaluates; give --eval_dir another folder' % eval_dir)
+  assert _digests(train_dir) == before
+  other = str(tmp_path / 'other')
+  shutil.copytree(train_dir, other)
+  with pytest.raises(rundir.RunDirError) as e:
+    rundir.check_eval_dir(other, train_dir)
+  assert str(e.value).endswith('found a train dir (checkpoints, config.json);'
+                               ' give --eval_dir another folder')
+  eval_dir = tmp_path / 'eval'
+  eval_dir.mkdir()
+  (eval_dir / rundir.RESULTS_NAME).write_text('[]')
+  with pytest.raises(rundir.RunDirError) as e:
+    rundir.check_train_dir(str(eval_dir))
+  assert str(e.value) == ('%s: expected a train dir, found an eval dir '
+                          '(evaluated.json); give --train_dir another folder'
+                          % eval_dir)
+
+
+def test_a_name_too_long_for_the_file_system_is_one_line(tiny_data,
+                                                         tmp_path):
+  long = str(tmp_path / ('a' * 300) / 'train')
+  result = _train(tiny_data[0], long, 2)
+  assert result.returncode == 1
+  assert re.search(r'error: .{60}\.\.\..{60}: expected a path the file system '
+                   r'takes, found a name in it too long \(at most 255 bytes '
+                   r'a name\)$', _last_line(result)), result.stdout
+  assert 'Traceback' not in result.stderr
+  with pytest.raises(rundir.RunDirError) as e:
+    with rundir.locked(str(tmp_path / ('e' * 256)), role='eval'):
+      pass
+  assert 'found a name in it too long' in str(e.value)

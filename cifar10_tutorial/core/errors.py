@@ -9,6 +9,11 @@ message quotes another error (TensorFlow's, the operating system's),
 """
 
 
+# Lines TensorFlow adds to an error that say nothing about it.
+_BOILERPLATE = ('The error could be from a previous operation. Restart your '
+                'program to reset.',)
+
+
 def reason(error):
   """The line of an exception's message that says what went wrong. (A
   TensorFlow error from a session run starts with 'Graph execution error:'
@@ -18,5 +23,5 @@ def reason(error):
   message = message.split('Recent warning and error logs:')[0]
   lines = [l.strip() for l in message.splitlines()]
   lines = [l for l in lines if l and not l.startswith(('[[', 'Node:'))
-           and l.strip('=')]
+           and l.strip('=') and l not in _BOILERPLATE]
   return lines[-1] if lines else type(error).__name__

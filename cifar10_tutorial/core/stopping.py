@@ -10,6 +10,12 @@ A second signal (half a second or more after the first: closer, it is the
 same request delivered twice) exits at once. Exit status is 128 + the
 signal number
 (130 for Ctrl-C, 143 for SIGTERM), as shells expect.
+
+Before a program's own handling is in place (importing TensorFlow takes
+seconds) and after it is gone, `quiet_until_handled` makes a signal end
+the program at once with that status and no traceback. A program that
+started others registers what must happen to them before any quick exit
+(`before_quitting`): the deadline's exit does not run `finally` blocks.
 """
 import contextlib
 import logging
@@ -30,6 +36,7 @@ GRACE_SECS = 25
 SAME_REQUEST_SECS = 0.5
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _received = []
+_last_words = []   # functions run before a quick exit (before_quitting)
 
 
 class Interrupted(Exception):
@@ -45,10 +52,61 @@ def requested():
   return _received[0] if _received else None
 
 
+_underway = []
+
+
+def work_underway():
+  """From here on a stop request finishes the work in flight (a trainer's
+  step and checkpoint); before, a program with nothing to save can stop at
+  once (program.FINISH_STEP)."""
+  _underway.append(True)
+
+
+def underway():
+  return bool(_underway)
+
+
 def _exit_now(signum, why):
   log.error(why)
+  for last in list(_last_words):
+    try:
+      last()
+    except Exception as e:   # pylint: disable=broad-except
+      log.error('while quitting: %s', e)
   sys.stdout.flush()
   os._exit(128 + signum)
+
+
+@contextlib.contextmanager
+def before_quitting(last):
+  """In the block, `last()` runs before the program quits at once (a
+  second signal, or the grace period's end), in whatever thread quits:
+  what a launcher does to leave no process of its own behind."""
+  _last_words.append(last)
+  try:
+    yield
+  finally:
+    _last_words.remove(last)
+
+
+def _quietly(signum, frame):
+  del frame
+  try:
+    os.write(2, ('stopped (%s)\n' % name(signum)).encode())
+  except OSError:
+    pass
+  os._exit(128 + signum)
+
+
+def quiet_until_handled():
+  """Until on_signals takes over (and again once it is done), SIGINT,
+  SIGTERM and SIGHUP (unless ignored, as under nohup) end this process at
+  once, with 128 + the signal number and one line: a Ctrl-C while
+  TensorFlow is imported is no traceback. Main thread only."""
+  for s in _SIGNALS:
+    if s == signal.SIGHUP and signal.getsignal(s) is signal.SIG_IGN:
+      continue
+    signal.signal(s, _quietly)
 
 
 def name(signum):
@@ -157,3 +215,4 @@ def on_signals(first):
       signal.signal(s, h)
     deadline.close()
     del _received[:]
+    del _underway[:]

@@ -115,7 +115,14 @@ class Checkpoints(object):
       return
     self.wait()
     train_dir = self._train_dir
-    free = shutil.disk_usage(train_dir).free
+    try:
+      free = shutil.disk_usage(train_dir).free
+    except OSError as e:   # the train dir deleted or moved under the run
+      problem = rundir.disk_problem(train_dir, e)
+      if problem:
+        raise rundir.RunDirError('%s; the checkpoint of step %d was not '
+                                 'written' % (problem, step))
+      raise
     if free < self._size:
       # Said before TensorFlow starts a save that cannot finish.
       path, last = rundir.latest(train_dir)
@@ -169,7 +176,9 @@ class Checkpoints(object):
       self._snapshot.saver.save(self._sess, self._prefix, global_step=step,
                                 write_meta_graph=False)
       self._write_meta_graph('%s-%d.meta' % (self._prefix, step))
-    except (tf.errors.OpError, OSError) as e:
+    except (tf.errors.OpError, OSError, ValueError) as e:
+      if isinstance(e, ValueError) and os.path.isdir(train_dir):
+        raise   # not the folder gone under the save: not ours to explain
       # What a failed save leaves: its temporary folder and the unlisted
       # files of this step. Never a listed, complete checkpoint.
       name = '%s-%d' % (self._prefix, step)
@@ -177,13 +186,19 @@ class Checkpoints(object):
       if os.path.basename(name) not in [
           os.path.basename(n) for n in rundir.listed(train_dir)[0]]:
         for leftover in glob.glob(glob.escape(name) + '.*'):
-          os.remove(leftover)
+          try:
+            os.remove(leftover)
+          except OSError:
+            pass   # an immutable folder, say: the next trainer removes it
       problem = rundir.disk_problem(train_dir, e)
+      if problem and not os.path.isdir(train_dir):
+        raise rundir.RunDirError('%s; the checkpoint of step %d was not '
+                                 'written' % (problem, step))
       if problem:
         path, last = rundir.latest(train_dir)
-        raise rundir.RunDirError('%s writing the checkpoint of step %d; the '
-                                 'last complete one is %s (step %d)' % (
-                                     problem, step, path, last))
+        raise rundir.RunDirError('%s; the checkpoint of step %d was not '
+                                 'written, the last complete one is %s (step '
+                                 '%d)' % (problem, step, path, last))
       raise
 
   def _write_meta_graph(self, path):

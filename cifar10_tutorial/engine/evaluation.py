@@ -172,7 +172,7 @@ def _png_size(png):
 # The checkpoints listed in a train dir, resolved inside it (a copied or
 # moved run's list may name another folder).
 checkpoints = rundir.checkpoints
-RESULTS_NAME = 'evaluated.json'
+RESULTS_NAME = rundir.RESULTS_NAME
 
 
 def _stored(eval_dir):
@@ -271,6 +271,7 @@ def evaluate_once(cfg):
   if not found:
     log.error('error: no checkpoint in %s', cfg.checkpoint_dir)
     return {}
+  rundir.check_eval_dir(cfg.eval_dir, cfg.checkpoint_dir)
   graph = EvalGraph(cfg)   # checks the data first
   with rundir.locked(cfg.eval_dir, role='eval'):
     results = written_results(cfg.eval_dir, graph.settings)
@@ -297,6 +298,7 @@ def watch(cfg):
   Looks every --eval_interval_secs; says once when it starts waiting (and
   whether the folder is there at all).
   """
+  rundir.check_eval_dir(cfg.eval_dir, cfg.checkpoint_dir)
   graph = EvalGraph(cfg)   # checks the data first
   with rundir.locked(cfg.eval_dir, role='eval'):
     results = written_results(cfg.eval_dir, graph.settings)

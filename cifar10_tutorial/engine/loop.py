@@ -100,34 +100,41 @@ class _Training(object):
     self.cluster = cluster
     self.checkpoint_secs = checkpoint_secs
     self.checkpoint_steps = checkpoint_steps
+    self.start = None   # config.json's new content, once a run has trained
 
   def lead(self):
     """The chief, or a trainer alone: holds the train dir, resumes or
-    starts the run, and says how it ended."""
+    starts the run, and says how it ended. Every check that can refuse the
+    start comes before anything is written there."""
     cfg, graph = self.cfg, self.graph
-    with rundir.locked(cfg.train_dir):
+    rundir.check_train_dir(cfg.train_dir)
+    with rundir.locked(cfg.train_dir) as lock:
+      path, step = rundir.resume_point(cfg.train_dir)
+      if path:
+        cifar10.check_classes(path, graph.settings.get(
+            'classes', defaults.CLASS_NAMES), cfg.data_dir)
+      if step < cfg.max_steps:
+        self.start = rundir.check_start(cfg.train_dir, dict(
+            vars(cfg), examples_per_step=graph.examples_per_step,
+            **graph.settings), step,
+                                        getattr(cfg, 'allow_changed_settings',
+                                                False))
+      lock.keep()
       rundir.remove_leftovers(cfg.train_dir)
       rundir.check_list(cfg.train_dir)
-      path, step = rundir.resume_point(cfg.train_dir)
       if path:
         rundir.relist(cfg.train_dir, step)
       if step >= cfg.max_steps:
         log.info('%s is already at step %d (--max_steps %d): nothing to do',
                  path, step, cfg.max_steps)
-        if graph.agreement is None:
+        if not self.cluster:
           return step
         # The others wait for this process's variables: hand them over.
         return self._loop(path, writes=False)[0]
       if stopping.requested():
         raise stopping.Interrupted(stopping.requested(),
                                    'stopped before training started')
-      rundir.record_start(cfg.train_dir, dict(
-          vars(cfg), examples_per_step=graph.examples_per_step,
-          **graph.settings), step,
-                          getattr(cfg, 'allow_changed_settings', False))
       if path:
-        cifar10.check_classes(path, graph.settings.get(
-            'classes', defaults.CLASS_NAMES), cfg.data_dir)
         log.info('resuming from %s (step %d)', path, step)
       else:
         log.info('starting a new run in %s', cfg.train_dir)
@@ -228,6 +235,7 @@ class _Training(object):
       watch = (input_watch.InputWatch(graph.inputs, coord, sess)
                if graph.inputs else None)
       saves = None
+      stopping.work_underway()   # a stop request now finishes a step
       try:
         fetch(graph.prime)   # all-reduce: the chief's variables, to all
         step = fetch(graph.global_step)
@@ -240,7 +248,7 @@ class _Training(object):
               self.checkpoint_secs, self.checkpoint_steps, checkpoint_bytes,
               snapshot)
           saves.save(step)
-        else:
+        elif step < cfg.max_steps:
           log.info('%s: training from global step %d', cluster.name, step)
         shown = steps.Progress(writer, step, graph.examples_per_step,
                          cfg.log_frequency, cfg.max_steps, quiet=not writes)
@@ -283,6 +291,9 @@ class _Training(object):
                   if cluster and graph.agreement is None
                   else first + len(losses))
           shown.ran(first, losses, step)
+          if self.start and writes:
+            rundir.record_start(cfg.train_dir, self.start)
+            self.start = None
           if saves:
             saves.check()
             if saves.due(step):

@@ -1,9 +1,12 @@
 """A train dir: one trainer at a time, checkpoints that stay inside it, and
 how the run was made.
 
-    with rundir.locked(train_dir):    # RunDirError if another trainer has it
+    with rundir.locked(train_dir) as lock:   # RunDirError if another has it
       path, step = rundir.resume_point(train_dir)   # newest readable checkpoint
-      rundir.record_start(train_dir, settings, step, allow_changed)
+      start = rundir.check_start(train_dir, settings, step, allow_changed)
+      lock.keep()                                   # checked: now write
+      ...
+      rundir.record_start(train_dir, start)         # once it has trained
 
 The checkpoints of a dir are the `model.ckpt-N.index` files in it.
 TensorFlow's `checkpoint` file, which lists them, is only a hint: it may be
@@ -36,6 +39,7 @@ from cifar10_tutorial.core import errors
 log = logging.getLogger('cifar10_tutorial')
 LOCK_NAME = '.lock'
 CONFIG_NAME = 'config.json'
+RESULTS_NAME = 'evaluated.json'   # an eval dir's results
 STATE_NAME = 'checkpoint'   # TensorFlow's list of the checkpoints
 PREFIX = 'model.ckpt'
 _INDEX = re.compile(r'^%s-(\d+)\.index$' % re.escape(PREFIX))
@@ -48,7 +52,9 @@ class RunDirError(RuntimeError):
 
 def disk_problem(path, error):
   """A one-line RunDirError for an OSError or TensorFlow error that says
-  the disk is full or read-only, else None."""
+  the folder `path` is gone, the disk full or read-only, or a name too
+  long, else None. As true of a fault in the middle of a run as at its
+  start."""
   text = str(error)
   number = getattr(error, 'errno', None)
   if number == errno.ENOSPC or 'No space left on device' in text:
@@ -57,10 +63,29 @@ def disk_problem(path, error):
   if number == errno.EROFS or 'Read-only file system' in text:
     return RunDirError('%s: expected a folder this program can write to, '
                        'found a read-only file system' % path)
-  if number in (errno.EACCES, errno.EPERM) or 'Permission denied' in text:
+  # "Operation not permitted": an immutable folder (chattr +i), say.
+  if (number in (errno.EACCES, errno.EPERM) or 'Permission denied' in text
+      or 'Operation not permitted' in text):
     return RunDirError('%s: expected a folder this program can write to, '
                        'found no permission to write there' % path)
+  if number == errno.ENAMETOOLONG or 'File name too long' in text:
+    return RunDirError('%s: expected a path the file system takes, found a '
+                       'name in it too long (at most 255 bytes a name)' %
+                       _shown(path))
+  # (The Saver says "Parent directory of ... doesn't exist" itself.)
+  if ((number == errno.ENOENT or isinstance(error, tf.errors.NotFoundError)
+       or 'No such file or directory' in text or "doesn't exist" in text)
+      and path and not os.path.isdir(path)):
+    return RunDirError('%s: expected the folder to stay where it was, found '
+                       'it gone (deleted or moved while the program ran)' %
+                       path)
   return None
+
+
+def _shown(path, most=120):
+  """`path`, cut in the middle if longer than `most` characters."""
+  return path if len(path) <= most else '%s...%s' % (path[:most // 2],
+                                                      path[-most // 2:])
 
 
 def make(train_dir):
@@ -80,19 +105,33 @@ def make(train_dir):
     raise
 
 
+class Lock(object):
+  """What `locked` yields: `keep()` once the folder is used (see there)."""
+
+  def __init__(self, made):
+    self.made, self.kept = made, False
+
+  def keep(self):
+    self.kept = True
+
+
 @contextlib.contextmanager
 def locked(train_dir, role='trainer'):
   """Holds `train_dir` for this process's `role` (a trainer; an eval, for
-  an eval dir) until the block ends.
+  an eval dir) until the block ends; yields a Lock.
 
   The lock is an flock on `<train_dir>/.lock`, which the kernel releases
   when the process ends however it ends, so a crash never leaves a lock
   that blocks the next run; the file names the holder's process, and a
   trainer that finds the name of one that stopped without clearing it says
-  so in one line.
+  so in one line. A block that raises before `keep()` (a start refused
+  after its checks) leaves nothing there: the lock file and the folder
+  are removed if this process made them.
   """
+  made_dir = not os.path.isdir(train_dir)
   make(train_dir)
   path = os.path.join(train_dir, LOCK_NAME)
+  lock = Lock(made=not os.path.exists(path))
   try:
     handle = open(path, 'a+')
   except OSError as e:
@@ -118,13 +157,59 @@ def locked(train_dir, role='trainer'):
     handle.write('process %d on %s' % (os.getpid(), socket.gethostname()))
     handle.flush()
     try:
-      yield
+      yield lock
+    except BaseException:
+      if lock.made and not lock.kept:
+        _unmake(path, train_dir if made_dir else None)
+      raise
     finally:
       # Any stop this process lives through: nothing for the next to report.
       handle.seek(0)
       handle.truncate()
   finally:
     handle.close()
+
+
+def _unmake(lock_path, folder):
+  """Removes the lock file (still held) and `folder` if now empty."""
+  try:
+    os.remove(lock_path)
+    if folder:
+      os.rmdir(folder)
+  except OSError:
+    pass
+
+
+def train_dir_signs(folder):
+  """What marks `folder` as a train dir (its checkpoints, config.json),
+  as a list of names; [] for none."""
+  signs = ['checkpoints'] if checkpoints(folder) else []
+  if os.path.isfile(os.path.join(folder, CONFIG_NAME)):
+    signs.append(CONFIG_NAME)
+  return signs
+
+
+def check_eval_dir(eval_dir, checkpoint_dir):
+  """RunDirError, before anything is written, unless `eval_dir` is a
+  folder of its own: not the train dir it evaluates, nor any train dir
+  (eval's events and lock would mix with a trainer's)."""
+  same = os.path.realpath(eval_dir) == os.path.realpath(checkpoint_dir)
+  signs = train_dir_signs(eval_dir) if os.path.isdir(eval_dir) else []
+  if same or signs:
+    raise RunDirError(
+        '%s: expected an eval dir of its own, found %s; give --eval_dir '
+        'another folder' % (eval_dir, 'the train dir it evaluates' if same
+                            else 'a train dir (%s)' % ', '.join(signs)))
+
+
+def check_train_dir(train_dir):
+  """RunDirError, before anything is written, if `train_dir` is an eval
+  dir (eval's results, and no checkpoint)."""
+  if (os.path.isfile(os.path.join(train_dir, RESULTS_NAME)) and
+      not checkpoints(train_dir)):
+    raise RunDirError('%s: expected a train dir, found an eval dir (%s); '
+                      'give --train_dir another folder' % (train_dir,
+                                                          RESULTS_NAME))
 
 
 def _step(path):
@@ -303,13 +388,14 @@ def _show(value):
   return format(value, ',') if isinstance(value, int) else str(value)
 
 
-def record_start(train_dir, settings, step, allow_changed=False):
-  """Checks `settings` against the run's earlier starts and records this one.
+def check_start(train_dir, settings, step, allow_changed=False):
+  """Checks `settings` against the run's earlier starts; returns what
+  config.json will hold once this start has trained (record_start).
 
   config.json holds the latest start's settings at the top (with
-  start_step) and every earlier start under `earlier_starts`. RunDirError,
-  before anything is written, if a setting in MATH differs from the last
-  start's, unless `allow_changed` (then one line says what changed).
+  start_step) and every earlier start under `earlier_starts`. RunDirError
+  if a setting in MATH differs from the last start's, unless
+  `allow_changed` (then one line says what changed). Writes nothing.
   """
   path = os.path.join(train_dir, CONFIG_NAME)
   earlier = []
@@ -333,7 +419,14 @@ def record_start(train_dir, settings, step, allow_changed=False):
     if changed:
       log.warning('%s: going on with changed settings: %s', train_dir,
                   ', '.join(changed))
-  write_json(path, dict(settings, start_step=step, earlier_starts=earlier))
+  return dict(settings, start_step=step, earlier_starts=earlier)
+
+
+def record_start(train_dir, start):
+  """Writes a start that check_start accepted into config.json: once it
+  has trained, so a start refused or stopped before its first step is
+  never taken for the run's settings."""
+  write_json(os.path.join(train_dir, CONFIG_NAME), start)
 
 
 def write_json(path, value):

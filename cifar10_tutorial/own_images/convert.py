@@ -22,6 +22,7 @@ if __name__ == '__main__':
   quiet.install()
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -83,7 +84,12 @@ def _opened(src):
   if not os.path.isfile(src):
     raise DataError('%s: expected a folder, .zip or .tar.gz of images, '
                     'found no such file or folder' % src)
-  scratch = _scratch(tempfile.gettempdir(), SCRATCH)
+  temp = tempfile.gettempdir()
+  try:
+    scratch = _scratch(temp, SCRATCH)
+  except OSError as e:
+    raise DataError('%s: expected a folder to unpack %s into (TMPDIR), found '
+                    '%s' % (temp, src, _os_reason(e)))
   try:
     try:
       if zipfile.is_zipfile(src):
@@ -92,15 +98,36 @@ def _opened(src):
       else:
         with tarfile.open(src, 'r:*') as tar:
           tar.extractall(scratch, filter='data')
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-      # tarfile's reason lists every compression it tried, a line each.
-      why = str(e).splitlines()[0].rstrip(':') if str(e) else type(
-          e).__name__
-      raise DataError('%s: expected a folder, .zip or .tar.gz of images, '
-                      'found a file that is none of them (%s)' % (src, why))
+    except OSError as e:
+      where = str(e.filename or '')
+      if e.errno in (errno.ENOSPC, errno.EDQUOT) or where.startswith(scratch):
+        # The disk, not the archive: say which folder and what to do.
+        raise DataError('%s: expected room to unpack %s (TMPDIR), found %s; '
+                        'set TMPDIR to a folder with room' % (
+                            temp, src, _os_reason(e)))
+      if where == src:
+        raise DataError('%s: expected an archive this program can read, '
+                        'found %s' % (src, _os_reason(e)))
+      raise _not_an_archive(src, e)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
+      raise _not_an_archive(src, e)
     yield _root(scratch, src)
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _os_reason(error):
+  return {errno.ENOSPC: 'the disk full', errno.EDQUOT: 'the quota used up',
+          errno.EROFS: 'a read-only file system'}.get(
+              error.errno, (error.strerror or str(error)).lower())
+
+
+def _not_an_archive(src, error):
+  # tarfile's reason lists every compression it tried, a line each.
+  why = str(error).splitlines()[0].rstrip(':') if str(error) else type(
+      error).__name__
+  return DataError('%s: expected a folder, .zip or .tar.gz of images, found '
+                   'a file that is none of them (%s)' % (src, why))
 
 
 def _root(folder, src):

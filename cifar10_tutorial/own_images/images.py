@@ -5,6 +5,7 @@ image is resized to 32x32 (squeezed, not cropped: the whole picture stays).
 """
 import os
 import stat
+import struct
 
 import numpy as np
 import tensorflow as tf2   # its image.resize antialiases when shrinking
@@ -17,6 +18,10 @@ EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
 # Larger files are refused before they are read: a photo is a few MB, and a
 # device such as /dev/zero has no end.
 MAX_BYTES = 64 * 2**20
+# And larger images before they are decoded: a small file can declare a
+# huge image (a "decompression bomb"), which would take gigabytes to decode
+# and resize. 100 megapixels is beyond the largest camera photos.
+MAX_PIXELS = 100 * 10**6
 
 
 class ImageError(ValueError):
@@ -39,6 +44,46 @@ def expand(paths):
     else:
       files.append(path)
   return files
+
+
+def declared_size(data):
+  """(width, height) an image file's header declares, or None where the
+  header is not one this knows (the decoder then says what it is)."""
+  try:
+    if data.startswith(b'\x89PNG\r\n\x1a\n'):
+      return struct.unpack('>II', data[16:24])
+    if data[:6] in (b'GIF87a', b'GIF89a'):
+      return struct.unpack('<HH', data[6:10])
+    if data.startswith(b'BM'):
+      width, height = struct.unpack('<ii', data[18:26])
+      return abs(width), abs(height)
+    if data.startswith(b'\xff\xd8'):
+      return _jpeg_size(data)
+  except struct.error:
+    pass   # too short for its header: the decoder says so
+  return None
+
+
+def _jpeg_size(data):
+  """(width, height) from a JPEG's frame header (SOFn), or None."""
+  i = 2
+  while i + 9 < len(data):
+    if data[i] != 0xFF:
+      return None
+    marker = data[i + 1]
+    if marker == 0xFF:   # fill byte
+      i += 1
+      continue
+    if 0xD0 <= marker <= 0xD9 or marker == 0x01:   # no length
+      i += 2
+      continue
+    if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+      height, width = struct.unpack('>HH', data[i + 5:i + 9])
+      return width, height
+    if marker == 0xDA:   # the image data starts: no frame header before it
+      return None
+    i += 2 + struct.unpack('>H', data[i + 2:i + 4])[0]
+  return None
 
 
 class Decoder(object):
@@ -88,12 +133,20 @@ class Decoder(object):
     if not data:
       raise ImageError('%s: expected an image file, found an empty file' %
                        path)
+    size = declared_size(data)
+    if size and size[0] * size[1] > MAX_PIXELS:
+      raise ImageError('%s: expected an image of at most %d megapixels, '
+                       'found one of %d x %d pixels' % (
+                           path, MAX_PIXELS // 10**6, size[0], size[1]))
     try:
       return self._sess.run(self._pixels, {self._data: data})
     except tf.errors.OpError as e:
+      why = errors.reason(e).rstrip('.')
+      if 'too large' in why.lower():
+        raise ImageError('%s: expected an image small enough to decode, '
+                         'found one too large (%s)' % (path, why))
       raise ImageError('%s: expected a JPEG, PNG, GIF or BMP image, found '
-                       'data that is not one (%s)' % (
-                           path, errors.reason(e).rstrip('.')))
+                       'data that is not one (%s)' % (path, why))
 
   def close(self):
     self._sess.close()

@@ -14,6 +14,7 @@ TensorFlow, so its known start-up and shutdown noise stays off the
 terminal too.
 """
 import logging
+import os
 import sys
 import threading
 
@@ -27,7 +28,8 @@ from cifar10_tutorial.shell import flags
 log = logging.getLogger('cifar10_tutorial')
 
 # What a first Ctrl-C or SIGTERM does: a trainer finishes the step in flight
-# and saves a checkpoint (FINISH_STEP); a program that winds down by itself
+# and saves a checkpoint (FINISH_STEP; before its work is underway,
+# stopping.work_underway, it stops at once); a program that winds down by itself
 # is told so (Notice(line): the line is logged, stopping.requested() is
 # set); other programs stop at once, saying the message given.
 FINISH_STEP = None
@@ -54,6 +56,10 @@ def setup_logging(cfg, timestamps=True):
 
 def _finish_step(signum):
   sent = stopping.name(signum)
+  if not stopping.underway():
+    # Nothing trained, nothing to save: stop now, in one line.
+    raise stopping.Interrupted(signum, 'stopped (%s) before training '
+                               'started' % sent)
   log.info('stopping (%s): finishing this step and saving a checkpoint '
            '(%s again to quit at once)', sent, sent)
 
@@ -75,6 +81,26 @@ def _thread_error(args):
             'a background thread', args.exc_type.__name__, first)
 
 
+def unencodable(cfg):
+  """One line for the first option whose value this process cannot pass
+  on as text (where Python reads the command line as ASCII, LANG=C with
+  its UTF-8 mode off, a non-ASCII path comes in as undecodable bytes that
+  TensorFlow cannot take), or None."""
+  for name, value in sorted(vars(cfg).items()):
+    for text in value if isinstance(value, list) else [value]:
+      if not isinstance(text, str):
+        continue
+      try:
+        text.encode('utf-8')
+      except UnicodeEncodeError:
+        return ('--%s: expected text this program can read, found bytes '
+                'that are not text in this locale (%s): %r; run with '
+                'LANG=C.UTF-8 (or PYTHONUTF8=1)' % (
+                    name, sys.getfilesystemencoding(),
+                    os.fsencode(text))).replace('--images:', 'IMAGE:')
+  return None
+
+
 def main(program, doc, body, argv=None, errors=(), on_signal='stopped',
          timestamps=True):
   """Runs `body(cfg)` as the program `program`; returns its exit status.
@@ -86,6 +112,10 @@ def main(program, doc, body, argv=None, errors=(), on_signal='stopped',
   """
   cfg = flags.parse(program, sys.argv[1:] if argv is None else argv, doc)
   setup_logging(cfg, timestamps)
+  problem = unencodable(cfg)
+  if problem:
+    log.error('error: %s', problem)
+    return 2
   if hasattr(cfg, 'precision'):
     from cifar10_tutorial.engine import machine   # TensorFlow: only programs with it
     warning = machine.precision_warning_for(cfg)

@@ -16,7 +16,10 @@ a forked child process, so lines written just before a crash are still
 delivered. Entry points call it before importing TensorFlow; `--tf_logs` on
 the command line turns it off.
 
-It also spares a program TensorFlow's import of Keras, which this project
+A Ctrl-C or SIGTERM before the program's own handling is in place ends it
+at once, in one line, not a KeyboardInterrupt traceback from inside
+TensorFlow's import (stopping.quiet_until_handled). It also spares a
+program TensorFlow's import of Keras, which this project
 never uses (`without_keras`).
 """
 import argparse
@@ -26,6 +29,7 @@ import re
 import signal
 import sys
 
+from cifar10_tutorial.core import stopping
 from cifar10_tutorial.shell import flags
 
 _NOISE = [
@@ -48,12 +52,26 @@ _NOISE = [
                rb'cancelled for \d+$'),
     re.compile(rb'^E\d{4} .*master_session\.cc:\d+\] Cleanup partition '
                rb'error: UNAVAILABLE'),
+    # An all-reduce whose peer is lost or hung: each process aborts its
+    # collectives, a line or two each (the trainer names the peer).
+    re.compile(rb'^E\d{4} .*(ring_alg|ring_reducer|ring_gatherer|'
+               rb'hierarchical_tree_broadcaster|permuter)\.cc:\d+\] '
+               rb'Aborting \w+'),
+    re.compile(rb'^E\d{4} .*base_collective_executor\.cc:\d+\] '
+               rb'BaseCollectiveExecutor::StartAbort'),
+    re.compile(rb'^E\d{4} .*collective_(param_resolver|executor_mgr|'
+               rb'rma_distributed)\w*\.cc:\d+\] .*(abort|Abort|UNAVAILABLE|'
+               rb'DEADLINE_EXCEEDED|CANCELLED|peer)'),
     # An image file that does not decode: predict and convert say so, in
     # one line naming the file; TensorFlow's own report of it is a repeat.
     # A record file deleted or made unreadable under a trainer: its input
     # watch stops it with one line naming the file.
+    # A checkpoint's folder made unwritable, deleted or moved under a
+    # trainer: it says so in one line, naming the folder.
     re.compile(rb'^W\d{4} .*local_rendezvous\.cc:\d+\] Local rendezvous is '
-               rb'aborting with status: (NOT_FOUND|PERMISSION_DENIED): .*\.bin;'),
+               rb'aborting with status: (NOT_FOUND|PERMISSION_DENIED|'
+               rb'RESOURCE_EXHAUSTED|FAILED_PRECONDITION|UNAVAILABLE): '
+               rb'(.*\.bin|.*model\.ckpt[^;]*);'),
     # libjpeg's own line for such a file (a JPEG header and nothing after).
     re.compile(rb'^Improper call to JPEG library in state \d+$'),
     # A checkpoint save or restore that fails (a full or read-only disk, a
@@ -66,7 +84,8 @@ _NOISE = [
     re.compile(rb'^W\d{4} .*\] (OP_REQUIRES failed at decode_\w+_op\.cc|'
                rb'Local rendezvous is aborting with status: INVALID_ARGUMENT: '
                rb'(Unknown image file format|Invalid (JPEG|PNG|GIF|BMP)|'
-               rb'(jpeg|png|gif|bmp)))'),
+               rb'(jpeg|png|gif|bmp)|(PNG|JPEG|GIF|BMP) size too large|'
+               rb'.*[Ii]mage .*too large))'),
 ]
 # On a GPU: the package sets TF_FORCE_GPU_ALLOW_GROWTH (GPU memory taken as
 # needed), and TensorFlow warns that the variable overrides its setting.
@@ -127,7 +146,9 @@ def without_keras():
 
 def install(argv=None):
   """Filters fd 2 for the rest of this process (a no-op if asked not to),
-  and leaves Keras out of TensorFlow's import."""
+  leaves Keras out of TensorFlow's import, and makes a Ctrl-C before the
+  program handles signals (while TensorFlow is imported) a quiet exit."""
+  stopping.quiet_until_handled()
   without_keras()
   if not wanted(sys.argv[1:] if argv is None else argv):
     return

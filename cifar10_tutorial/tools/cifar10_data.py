@@ -12,6 +12,10 @@ with labels 0-9. Extraction goes to a temporary folder that is renamed into
 place only once it checks out, so an interrupted or bad extraction never
 leaves a half-written data set. A download that fails its md5 is removed.
 """
+if __name__ == '__main__':
+  from cifar10_tutorial.core import stopping
+  stopping.quiet_until_handled()   # a Ctrl-C while starting: no traceback
+
 import contextlib
 import fcntl
 import glob
