@@ -35,10 +35,12 @@ if __name__ == '__main__':
   quiet.install()
 
 import logging
+import os
 import sys
 
 from cifar10_tutorial import cifar10
 from cifar10_tutorial.cluster import launch
+from cifar10_tutorial.cluster import private_net
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.engine import loop
 from cifar10_tutorial.engine import machine
@@ -54,16 +56,20 @@ def train(cfg):
   devices, cpu_devices = machine.tower_devices(cfg.num_gpus, cfg.tower_device)
   gpu = machine.on_gpu(devices)
   cfg.variable_update = machine.variable_update(cfg.variable_update, gpu)
+  if gpu:   # NCCL's sockets, where it opens any, on loopback: one machine
+    os.environ.setdefault('NCCL_SOCKET_IFNAME', 'lo')
   examples = cfg.batch_size * len(devices)
   if cfg.variable_update == 'collective' and len(devices) > 1:
-    log.info('%d towers on %s, %d examples per step: a process each, their '
-             'gradients summed by an all-reduce%s', len(devices),
-             ', '.join(devices), examples, ' (NCCL)' if gpu else '')
-    argv = flags.to_argv(cfg, flags.TRAINING)
-    if not (cfg.save_checkpoint_secs or cfg.save_checkpoint_steps):
-      argv += ['--save_checkpoint_steps',
-               str(defaults.MULTI_GPU_CHECKPOINT_STEPS)]
-    return launch.replicas(cfg, devices, argv)
+    net = _private_network(cfg, len(devices))
+    if cfg.variable_update == 'collective':
+      log.info('%d towers on %s, %d examples per step: a process each, '
+               'their gradients summed by an all-reduce%s', len(devices),
+               ', '.join(devices), examples, ' (NCCL)' if gpu else '')
+      argv = flags.to_argv(cfg, flags.TRAINING)
+      if not (cfg.save_checkpoint_secs or cfg.save_checkpoint_steps):
+        argv += ['--save_checkpoint_steps',
+                 str(defaults.MULTI_GPU_CHECKPOINT_STEPS)]
+      return launch.replicas(cfg, devices, argv, net)
   log.info('%d towers on %s, %d examples per step', len(devices),
            ', '.join(devices), examples)
   if len(devices) == 1 and cfg.variable_update in ('collective',
@@ -71,6 +77,29 @@ def train(cfg):
     devices = None   # one copy on one GPU: the single-device graph
   loop.build_and_train(cfg, devices, cpu_devices,
                        checkpoint_steps=defaults.MULTI_GPU_CHECKPOINT_STEPS)
+
+
+def _private_network(cfg, towers):
+  """The process per tower's private network (cluster/private_net.py):
+  TensorFlow's runtime listens on every interface, unauthenticated. Where
+  this machine allows none: the towers in one process instead
+  (--variable_update replicated, no port open), unless --allow_open_ports;
+  either way in one line."""
+  try:
+    return private_net.start()
+  except private_net.Unavailable as e:
+    if cfg.allow_open_ports:
+      log.warning('warning: this machine allows no private network (%s): '
+                  'the towers\' processes listen on every interface, '
+                  'unauthenticated, as --allow_open_ports asks', e)
+      return None
+    log.warning('warning: this machine allows no private network for a '
+                'process per tower (%s): training the %d towers in one '
+                'process instead (--variable_update replicated), which opens '
+                'no port; --allow_open_ports runs the processes anyway', e,
+                towers)
+    cfg.variable_update = 'replicated'
+    return None
 
 
 def main(argv=None):

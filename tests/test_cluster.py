@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -28,10 +29,12 @@ TIMEOUT = 8   # --peer_timeout_secs: short, for the fault tests
 def _exit_status(run, timeout):
   """run's exit status, or a failure that shows what it printed."""
   try:
-    return run.proc.wait(timeout=timeout)
+    code = run.proc.wait(timeout=timeout)
   except subprocess.TimeoutExpired:
     raise AssertionError('still running after %d s:\n%s' % (timeout,
                                                              run.output))
+  run._reader.join(timeout=10)   # its last lines, read
+  return code
 
 
 def _quiet(output):
@@ -222,8 +225,8 @@ def test_a_sync_cluster_stops_within_the_timeout_when_a_worker_dies(
   assert _exit_status(chief, 60) == 1
   assert time.time() - killed < 3 * TIMEOUT
   assert re.search(r'error: worker 0: expected a step to finish within 8 s, '
-                   r'found none did \(.+\): a peer is dead or hung; a '
-                   r'synchronous step waits for every worker$',
+                   r'found none did \(.+\): one of worker 1, ps 0 is dead or '
+                   r'hung; a synchronous step waits for every worker$',
                    chief.output.strip().splitlines()[-1]), chief.output
   assert _quiet(chief.output), chief.output
 
@@ -431,6 +434,7 @@ def test_gpu_workers_of_an_all_reduce_compile_it_where_their_nccl_can_meet():
   # on a GPU, with XLA, where it is set; CIFAR10_ALL_REDUCE=kernel opts out.
   met = launch.nccl_meeting_point(0, ['0', '1'], {})
   assert re.fullmatch(r'127\.0\.0\.1:\d+', met['NCCL_COMM_ID'])
+  assert met['NCCL_SOCKET_IFNAME'] == 'lo'   # all of NCCL on loopback
   assert launch.nccl_meeting_point(1, ['0', '1'], {}) == {}
   assert launch.nccl_meeting_point(0, [None, None], {}) == {}
   assert launch.nccl_meeting_point(0, ['0'], {'NCCL_COMM_ID': 'h:1'}) == {}
@@ -445,3 +449,235 @@ def test_gpu_workers_of_an_all_reduce_compile_it_where_their_nccl_can_meet():
   assert str(e.value).endswith("found 'h0'")
   cfg.xla = False
   assert not worker.compiled_all_reduce(cfg, True, met)
+
+
+def _cmdline(pid):
+  try:
+    with open('/proc/%s/cmdline' % pid, 'rb') as f:
+      return f.read().replace(b'\0', b' ').decode(errors='replace')
+  except OSError:
+    return ''
+
+
+def _children(pid, module):
+  """Running processes whose parent is `pid` and that run `module`."""
+  found = subprocess.run(['pgrep', '-P', str(pid)], capture_output=True,
+                         text=True).stdout.split()
+  return [int(p) for p in found if module in _cmdline(p)]
+
+
+def _this_hosts_addresses():
+  """This machine's own addresses, as another machine would reach it."""
+  found = subprocess.run(['hostname', '-I'], capture_output=True,
+                         text=True).stdout.split()
+  return ['127.0.0.1'] + found
+
+
+def _assert_private(launcher):
+  """The launcher's tasks are in a network of their own with loopback only,
+  and none of the ports it gave them takes a connection from here (this
+  machine's loopback or its other addresses). Returns the holder's pid."""
+  tasks = _children(launcher.proc.pid, 'cifar10_dist_train')
+  holders = _children(launcher.proc.pid, 'private_net')
+  assert tasks and len(holders) == 1, launcher.output
+  ours = os.readlink('/proc/self/ns/net')
+  for pid in tasks:
+    assert os.readlink('/proc/%d/ns/net' % pid) != ours
+    with open('/proc/%d/net/dev' % pid) as f:
+      assert [l.split(':')[0].strip() for l in f.readlines()[2:]] == ['lo']
+  ports = {int(p) for p in re.findall(r'127\.0\.0\.1:(\d+)',
+                                      launcher.output)}
+  assert ports, launcher.output
+  for port in ports:
+    for address in _this_hosts_addresses():
+      family = socket.AF_INET6 if ':' in address else socket.AF_INET
+      with socket.socket(family) as s:
+        s.settimeout(2)
+        assert s.connect_ex((address, port)) != 0, (address, port)
+  return holders[0]
+
+
+def _gone(pid):
+  return not os.path.exists('/proc/%d' % pid) or launch.state(pid) == 'Z'
+
+
+def test_ctrl_c_wakes_a_stopped_worker_and_the_run_ends_with_a_checkpoint(
+    tiny_data, tmp_path):
+  # An all-reduce cluster, its tasks reachable from nowhere else; one of
+  # them stopped with SIGSTOP, then Ctrl-C: the launcher wakes it, every
+  # task finishes the same step, the chief checkpoints, nothing is left.
+  train_dir = str(tmp_path / 'train')
+  launcher = Running('cluster.launch', '--data_dir', tiny_data[0],
+                     '--train_dir', train_dir, '--batch_size', '4',
+                     '--log_frequency', '5', '--ps', '0', env=NO_GPU)
+  try:
+    launcher.wait_for('step 10, loss', timeout=90)
+    holder = _assert_private(launcher)
+    stopped = [p for p in _children(launcher.proc.pid, 'cifar10_dist_train')
+               if 'task_index 1' in _cmdline(p)]
+    os.kill(stopped[0], signal.SIGSTOP)
+    time.sleep(1)
+    launcher.proc.send_signal(signal.SIGINT)
+    assert _exit_status(launcher, 30) == 130
+  finally:
+    launcher.stop()
+  done = re.search(r'worker 0 \| .*interrupted at step (\d+); checkpoint '
+                   r'saved', launcher.output)
+  assert done, launcher.output
+  assert rundir.latest(train_dir)[1] == int(done.group(1))
+  assert not _alive(train_dir) and _gone(holder)
+  assert _quiet(launcher.output), launcher.output
+
+
+def test_a_stopped_chief_is_named_and_the_run_stopped_with_a_checkpoint(
+    tiny_data, tmp_path):
+  # The chief stopped (SIGSTOP) under a parameter-server cluster with
+  # synchronous steps: every step waits for it. The launcher names it (not
+  # the workers whose steps time out), wakes it to stop the run, and ends.
+  train_dir = str(tmp_path / 'train')
+  launcher = Running('cluster.launch', '--data_dir', tiny_data[0],
+                     '--train_dir', train_dir, '--batch_size', '4',
+                     '--log_frequency', '5', '--sync_replicas',
+                     '--peer_timeout_secs', '60')
+  try:
+    launcher.wait_for('step 10, loss', timeout=90)
+    _assert_private(launcher)
+    chief = [p for p in _children(launcher.proc.pid, 'cifar10_dist_train')
+             if 'job_name worker --task_index 0' in _cmdline(p)]
+    os.kill(chief[0], signal.SIGSTOP)
+    assert _exit_status(launcher, launch.STALLED_SECS + 30) == 1
+  finally:
+    launcher.stop()
+  assert re.search(r'^\S+ worker 0 is stopped \(SIGSTOP\) and has answered '
+                   r'no peer for 1\d s: every step needs it; waking it to '
+                   r'stop the run', launcher.output, re.M), launcher.output
+  assert 'worker 1 exited' not in launcher.output
+  assert re.search(r'worker 0 \| .*interrupted at step \d+; checkpoint saved',
+                   launcher.output), launcher.output
+  assert not _alive(train_dir)
+  assert _quiet(launcher.output), launcher.output
+
+
+def test_a_lost_peer_of_an_all_reduce_ends_the_run_quietly_leaving_nothing(
+    tiny_data, tmp_path):
+  # A worker of an all-reduce killed: the chief's step waits on it until
+  # the launcher, which stops the run, kills what did not stop in time.
+  # Whatever ends the launcher, nothing it started is left; none of
+  # TensorFlow's lines about the aborted collectives reach the user.
+  train_dir = str(tmp_path / 'train')
+  launcher = Running('cluster.launch', '--data_dir', tiny_data[0],
+                     '--train_dir', train_dir, '--batch_size', '4',
+                     '--log_frequency', '5', '--ps', '0', env=NO_GPU)
+  try:
+    launcher.wait_for('step 10, loss', timeout=90)
+    holder = _children(launcher.proc.pid, 'private_net')[0]
+    other = [p for p in _children(launcher.proc.pid, 'cifar10_dist_train')
+             if 'task_index 1' in _cmdline(p)]
+    os.kill(other[0], signal.SIGKILL)
+    assert _exit_status(launcher, launch.STOP_SECS + 20) == 1
+  finally:
+    launcher.stop()
+  assert re.search(r'worker 1 exited \(killed by signal 9\): every step '
+                   r'needs it', launcher.output), launcher.output
+  assert not _alive(train_dir) and _gone(holder)
+  assert _quiet(launcher.output), launcher.output
+  assert 'RingReduce' not in launcher.output
+
+
+def test_a_cluster_asked_for_fewer_steps_than_it_has_ends_at_once(
+    tiny_data, tmp_path):
+  train_dir = str(tmp_path / 'train')
+  args = ['--data_dir', tiny_data[0], '--train_dir', train_dir,
+          '--batch_size', '4', '--log_frequency', '5']
+  first = run_module('cluster.launch', *args, '--max_steps', '10',
+                     timeout=240)
+  assert first.returncode == 0, first.stdout + first.stderr
+  started = time.time()
+  again = run_module('cluster.launch', *args, '--max_steps', '5',
+                     timeout=240)
+  assert again.returncode == 0, again.stdout + again.stderr
+  # The chief hands the variables over; the other worker sees the run is
+  # done (it waited --peer_timeout_secs, 30 s, for variables before).
+  assert time.time() - started < 25
+  assert re.search(r'worker 1 \| .*worker 1: stopped at step 1\d$',
+                   again.stdout, re.M), again.stdout
+  assert 'is it running?' not in again.stdout
+
+
+def test_where_no_private_network_can_be_made_it_is_said_and_nothing_opens(
+    tiny_data, tmp_path):
+  # A user namespace that allows no further namespaces: the launcher refuses
+  # in one line (unless --allow_open_ports); the multi-GPU trainer trains
+  # its towers in one process instead, which opens no port.
+  limits = ('echo 0 > /proc/sys/user/max_net_namespaces && '
+            'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"')
+  probe = subprocess.run(['unshare', '--user', '--map-root-user', 'sh', '-c',
+                          limits, 'sh', 'true'], capture_output=True)
+  if probe.returncode:
+    pytest.skip('cannot make a user namespace here to deny namespaces in: '
+                '%s' % probe.stderr.decode().strip())
+
+  def run(module, *args):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), **NO_GPU)
+    return subprocess.run(
+        ['unshare', '--user', '--map-root-user', 'sh', '-c', limits, 'sh',
+         sys.executable, '-m', 'cifar10_tutorial.' + module] + list(args),
+        env=env, capture_output=True, text=True, timeout=180)
+
+  common = ['--data_dir', tiny_data[0], '--batch_size', '4',
+            '--max_steps', '4', '--log_frequency', '2']
+  refused = run('cluster.launch', '--ps', '0', '--train_dir',
+                str(tmp_path / 'a'), *common)
+  assert refused.returncode == 1, refused.stdout + refused.stderr
+  assert re.search(r'error: expected to keep the cluster\'s processes in a '
+                   r'network of their own \(reachable from nowhere else\), '
+                   r'found this machine allows none \(.+\); add '
+                   r'--allow_open_ports', refused.stdout), refused.stdout
+  assert not os.path.exists(str(tmp_path / 'a'))
+  one = run('cifar10_multi_gpu_train', '--num_gpus', '2', '--tower_device',
+            'cpu', '--variable_update', 'collective', '--train_dir',
+            str(tmp_path / 'b'), *common)
+  assert one.returncode == 0, one.stdout + one.stderr
+  assert re.search(r'warning: this machine allows no private network for a '
+                   r'process per tower \(.+\): training the 2 towers in one '
+                   r'process instead \(--variable_update replicated\)',
+                   one.stdout), one.stdout
+  assert 'tower 1 |' not in one.stdout
+  assert rundir.latest(str(tmp_path / 'b'))[1] == 4
+  opened = run('cluster.launch', '--ps', '0', '--allow_open_ports',
+               '--train_dir', str(tmp_path / 'c'), *common)
+  assert opened.returncode == 0, opened.stdout + opened.stderr
+  assert 'as --allow_open_ports asks' in opened.stdout
+  assert re.search(r'worker 1 \| .*note: worker 1 listens on port \d+ of '
+                   r'every interface', opened.stdout), opened.stdout
+
+
+def test_public_cluster_addresses_are_refused_unless_allowed():
+  # Sends nothing anywhere: literal addresses, and a resolver given here.
+  def role(*hosts):
+    return worker.Role([], list(hosts), 'worker', 0)
+
+  for private in ['127.0.0.1:2222', '10.1.2.3:2222', '172.16.0.9:1',
+                  '192.168.1.20:2222', '169.254.3.4:2222', '100.100.1.1:2222',
+                  '[::1]:2222', '[fd12::5]:2222', '[fe80::1%eth0]:2222']:
+    worker.check_addresses(role('127.0.0.1:1', private))
+  with pytest.raises(worker.ClusterError) as e:
+    worker.check_addresses(role('10.0.0.1:2222', '8.8.4.4:2222'))
+  assert str(e.value).startswith(
+      'worker 1 at 8.8.4.4:2222: expected a loopback, private or '
+      'link-local address, found a public one (8.8.4.4)')
+  assert '--allow_public_addresses' in str(e.value)
+  with pytest.raises(worker.ClusterError):
+    worker.check_addresses(role('[2606:4700::1111]:2222'))
+  worker.check_addresses(role('8.8.4.4:2222'), allow_public=True)
+
+  def resolve(name, port):
+    return {'gpu-a': [(0, 0, 0, '', ('10.0.0.5', 0))],
+            'gpu-b': [(0, 0, 0, '', ('10.0.0.6', 0)),
+                      (0, 0, 0, '', ('1.1.1.1', 0))]}[name]
+
+  worker.check_addresses(role('gpu-a:2222'), resolve=resolve)
+  with pytest.raises(worker.ClusterError) as e:
+    worker.check_addresses(role('gpu-a:2222', 'gpu-b:2222'), resolve=resolve)
+  assert 'found a public one (1.1.1.1)' in str(e.value)

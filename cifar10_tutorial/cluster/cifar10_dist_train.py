@@ -19,6 +19,16 @@ machine (cluster/launch.py). The work is worker.py's and the loop's
 (engine/loop.py).
 """
 if __name__ == '__main__':
+  # Started by the launcher into its private network: join it first of all,
+  # while this process has one thread (private_net.py).
+  from cifar10_tutorial.cluster import private_net
+  try:
+    private_net.join()
+  except OSError as e:
+    import sys
+    sys.stderr.write('error: expected to join the launcher\'s private network, '
+                     'found %s; not starting\n' % e)
+    sys.exit(1)
   # Run as a program: hide TensorFlow's known C++ noise, before importing it.
   from cifar10_tutorial.shell import quiet
   quiet.install()

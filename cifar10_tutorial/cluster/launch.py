@@ -31,13 +31,13 @@ import sys
 import threading
 import time
 
+from cifar10_tutorial.cluster import private_net
 from cifar10_tutorial.core import children
 from cifar10_tutorial.core import stopping
 from cifar10_tutorial.shell import flags
 from cifar10_tutorial.shell import program
 
 log = logging.getLogger('cifar10_tutorial')
-GRACE_SECS = 60   # for workers to finish and the chief to checkpoint
 
 
 def free_ports(n):
@@ -80,14 +80,41 @@ class Task(object):
       except ProcessLookupError:
         pass
 
+  def ask_to_stop(self, signum):
+    """`signum`, then SIGCONT: a task stopped with SIGSTOP (or Ctrl-Z)
+    wakes up to act on it, as a shell does for its stopped jobs."""
+    self.signal(signum)
+    self.signal(signal.SIGCONT)
+
+  def stopped(self):
+    """Whether the task is stopped by SIGSTOP (state T), and so answers no
+    peer. A debugger's stop (state t) is left alone: someone is at it."""
+    return self.proc.poll() is None and state(self.proc.pid) == 'T'
+
+  def kill(self):
+    """SIGKILL for the task's whole group (its output filter too), reaped."""
+    self.signal(signal.SIGKILL)
+    try:
+      self.proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+      pass
+
   def wait(self, timeout):
     try:
-      self.proc.wait(timeout=timeout)
+      self.proc.wait(timeout=max(0, timeout))
     except subprocess.TimeoutExpired:
-      self.signal(signal.SIGKILL)
-      self.proc.wait()
+      self.kill()
     self._reader.join(timeout=5)
     return self.proc.returncode
+
+
+def state(pid):
+  """A process's state letter from /proc (R, S, T, ...), None if gone."""
+  try:
+    with open('/proc/%d/stat' % pid, 'rb') as f:
+      return f.read().rsplit(b')', 1)[1].split()[0].decode()
+  except (OSError, IndexError):
+    return None
 
 
 def _describe(code):
@@ -119,44 +146,94 @@ class LaunchError(RuntimeError):
 
 def launch(cfg):
   """make train-cluster: runs the cluster to the end; returns the chief's
-  exit status."""
+  exit status. Its tasks run in a private network (private_net); where
+  this machine allows none, it refuses unless --allow_open_ports."""
   gpus = visible_gpus()
   if not cfg.ps and gpus and cfg.workers > len(gpus):
     # NCCL refuses two workers of one all-reduce on the same GPU.
     raise LaunchError('--workers %d --ps 0: expected at most one worker per '
                       'GPU, found %d GPUs (%s)' % (
                           cfg.workers, len(gpus), ', '.join(gpus)))
+  try:
+    net = private_net.start()
+  except private_net.Unavailable as e:
+    if not cfg.allow_open_ports:
+      raise LaunchError(
+          'expected to keep the cluster\'s processes in a network of their '
+          'own (reachable from nowhere else), found this machine allows '
+          'none (%s); add --allow_open_ports to run them listening on every '
+          'interface, unauthenticated' % e)
+    log.warning('warning: this machine allows no private network (%s): the '
+                'tasks listen on every interface, unauthenticated, as '
+                '--allow_open_ports asks', e)
+    net = None
   return run(cfg, flags.to_argv(cfg, flags.TRAINING + flags.CLUSTER),
              cfg.workers, cfg.ps, [gpus[i % len(gpus)] if gpus else None
                                    for i in range(cfg.workers)],
-             ['worker %d' % i for i in range(cfg.workers)])
+             ['worker %d' % i for i in range(cfg.workers)], net)
 
 
-def replicas(cfg, devices, argv):
+def replicas(cfg, devices, argv, net):
   """cifar10_multi_gpu_train's processes: one worker of an all-reduce
   cluster per tower device ('/gpu:i': that GPU alone; '/cpu:i': none),
-  with `argv`; returns the chief's exit status."""
+  with `argv`, in the private network `net` (None: none); returns the
+  chief's exit status."""
   gpus = visible_gpus() if devices[0].startswith('/gpu') else []
   return run(cfg, argv, len(devices), 0,
              [gpus[int(d.rsplit(':', 1)[1])] if gpus else None
               for d in devices],
-             ['tower %d' % i for i in range(len(devices))])
+             ['tower %d' % i for i in range(len(devices))], net)
 
 
 def nccl_meeting_point(ps, gpus, environ=os.environ):
   """The environment that tells an all-reduce's workers on GPUs (`ps` 0,
   `gpus` not all None) where their NCCL meets, for the all-reduce that XLA
   compiles (worker.compiled_all_reduce): a free loopback port, unless the
-  user set NCCL_COMM_ID. Empty otherwise."""
+  user set NCCL_COMM_ID, and NCCL's other sockets on loopback (unless the
+  user set NCCL_SOCKET_IFNAME). Empty otherwise."""
   if ps or not any(g is not None for g in gpus) or 'NCCL_COMM_ID' in environ:
     return {}
-  return {'NCCL_COMM_ID': '127.0.0.1:%d' % free_ports(1)[0]}
+  # NCCL's other sockets on loopback too: all on one machine.
+  return {'NCCL_COMM_ID': '127.0.0.1:%d' % free_ports(1)[0],
+          'NCCL_SOCKET_IFNAME': environ.get('NCCL_SOCKET_IFNAME', 'lo')}
 
 
-def run(cfg, argv, workers, ps, gpus, names):
+# A stop request reaches every task at once, and each has stopping's
+# GRACE_SECS of its own to finish its step and checkpoint. The launcher
+# waits STOP_SECS for them, kills what is left, and is done before its own
+# GRACE_SECS could end it.
+STOP_SECS = stopping.GRACE_SECS - 5
+# A task stopped with SIGSTOP (state T) for this long is named: where every
+# step needs it, the run is stopped (its peers' own timeout would blame one
+# of them, and later).
+STALLED_SECS = 10
+
+
+def run(cfg, argv, workers, ps, gpus, names, net=None):
   """Starts `ps` parameter servers and `workers` workers (`names`, worker
-  i seeing GPU `gpus[i]` alone, None: none), each with `argv`, and
-  supervises them to the end."""
+  i seeing GPU `gpus[i]` alone, None: none), each with `argv`, in the
+  private network `net` (a private_net.Network; None: this machine's), and
+  supervises them to the end. Whatever ends this process (the end of the
+  run, an error, a second signal, its own deadline), no task outlives it:
+  each is killed, with its group, and reaped."""
+  servers, tasks = [], []
+
+  def leave_nothing():
+    for task in servers + tasks:
+      task.kill()
+    if net:
+      net.close()
+
+  try:
+    with stopping.before_quitting(leave_nothing):
+      return _start(cfg, argv, workers, ps, gpus, names, net, servers, tasks)
+  finally:
+    leave_nothing()
+
+
+def _start(cfg, argv, workers, ps, gpus, names, net, servers, tasks):
+  """run's work: the tasks started into `servers` and `tasks` (which the
+  caller kills, whatever happens), then supervised."""
   ports = free_ports(ps + workers)
   ps_hosts = ['127.0.0.1:%d' % p for p in ports[:ps]]
   worker_hosts = ['127.0.0.1:%d' % p for p in ports[ps:]]
@@ -170,76 +247,150 @@ def run(cfg, argv, workers, ps, gpus, names):
     log.info('all-reduce: %s at %s (%s is the chief, writing into %s)',
              ', '.join(names), ', '.join(worker_hosts), names[0],
              cfg.train_dir)
+  private = net.environment() if net else {}
+  if net:
+    log.info('the tasks run in a network of their own, loopback only: '
+             'nothing outside them reaches their ports')
   nccl = nccl_meeting_point(ps, gpus)
-  servers, tasks = [], []
-  try:
-    servers = [Task('ps %d' % i, ['--job_name', 'ps', '--task_index', str(i)]
-                    + common, env=_sees(None)) for i in range(ps)]
-    tasks = [Task(names[i], ['--job_name', 'worker', '--task_index', str(i)]
-                  + common, env=dict(_sees(gpus[i]), **nccl))
-             for i in range(workers)]
-    return _supervise(servers, tasks, all_reduce=not ps)
-  finally:
-    for task in servers + tasks:   # whatever happened: nothing left over
-      task.signal(signal.SIGKILL)
-      task.wait(timeout=10)
+  stopping.work_underway()   # a stop request goes on to the tasks
+  for i in range(ps):
+    servers.append(Task('ps %d' % i, ['--job_name', 'ps', '--task_index',
+                                      str(i)] + common,
+                        env=dict(_sees(None), **private)))
+  for i in range(workers):
+    tasks.append(Task(names[i], ['--job_name', 'worker', '--task_index',
+                                 str(i)] + common,
+                      env=dict(_sees(gpus[i]), **nccl, **private)))
+  return _Supervisor(servers, tasks, all_reduce=not ps,
+                     every_step=not ps or getattr(cfg, 'sync_replicas',
+                                                  False)).run()
 
 
-def _supervise(servers, workers, all_reduce=False):
-  """Waits for the chief. Passes a stop request on to the workers. A lost
-  worker: the others go on (asynchronous), or, where every step waits for
-  every worker (all-reduce), they are stopped."""
-  chief, reported, forwarded = workers[0], set(), False
-  while True:
-    if stopping.requested() and not forwarded:
-      # The same request (a closed terminal's as a SIGTERM): the chief
-      # checkpoints, then stops, with the status the user expects.
-      passed = (signal.SIGINT if stopping.requested() == signal.SIGINT
-                else signal.SIGTERM)
-      for task in workers:
-        task.signal(passed)
-      forwarded, deadline = True, time.time() + GRACE_SECS
-    for task in workers + servers:
+class _Supervisor(object):
+  """Waits for the chief; passes a stop request on to the workers; names a
+  task that stopped answering. A lost worker: the others go on
+  (asynchronous), or, where every step waits for every worker (all-reduce,
+  synchronous), they are stopped."""
+
+  def __init__(self, servers, workers, all_reduce, every_step):
+    self.servers, self.workers, self.chief = servers, workers, workers[0]
+    self.all_reduce, self.every_step = all_reduce, every_step
+    self.stop_at = None   # once the workers were asked to stop
+    self.fault = False    # stopped for a lost or stopped task
+    self.exited, self.named = set(), set()
+    self.stopped_since = {}   # task: when it was first seen stopped
+
+  def run(self):
+    while self.chief.proc.poll() is None:
+      if stopping.requested() and self.stop_at is None:
+        # The same request (a closed terminal's as a SIGTERM): the chief
+        # checkpoints, then stops, with the status the user expects.
+        self.stop(signal.SIGINT if stopping.requested() == signal.SIGINT
+                  else signal.SIGTERM)
+      self._look()
+      if self.stop_at and time.time() > self.stop_at:
+        late = [t.name for t in self.workers if t.proc.poll() is None]
+        log.error('%s did not stop within %d s: killing %s', ', '.join(late),
+                  STOP_SECS, 'it' if len(late) == 1 else 'them')
+        break
+      time.sleep(0.2)
+    return self._finish()
+
+  def stop(self, signum):
+    """Asks every worker to stop (the chief checkpoints); wakes a stopped
+    parameter server, whose variables the chief's checkpoint needs."""
+    for task in self.workers:
+      task.ask_to_stop(signum)
+    for task in self.servers:
+      task.signal(signal.SIGCONT)
+    self.stop_at = time.time() + STOP_SECS
+
+  def _look(self):
+    now = time.time()
+    for task in self.workers + self.servers:
       code = task.proc.poll()
-      if code is not None and task not in reported:
-        reported.add(task)
-        if code and task is not chief and not forwarded:
-          if not all_reduce:
-            log.warning('%s exited (%s); the others go on', task.name,
-                        _describe(code))
-            continue
-          log.error('%s exited (%s): every step needs it; stopping the '
-                    'others (the chief resumes from its last checkpoint)',
-                    task.name, _describe(code))
-          for other in workers:
-            other.signal(signal.SIGTERM)
-          forwarded, deadline = True, time.time() + GRACE_SECS
-        elif task in servers and not forwarded:
-          log.error('%s exited (%s): the workers will lose the variables',
-                    task.name, _describe(code))
-    if chief.proc.poll() is not None:
-      break
-    if forwarded and time.time() > deadline:
-      log.error('the workers did not stop within %d s: stopping them',
-                GRACE_SECS)
-      break
-    time.sleep(0.2)
-  # The chief is done: the other workers stop by themselves at the same
-  # global step; if the chief failed, they are asked to.
-  settle = time.time() + 5
-  while time.time() < settle and any(t.proc.poll() is None
-                                     for t in workers[1:]):
-    time.sleep(0.2)
-  for task in workers[1:]:
-    task.signal(signal.SIGINT)
-    task.wait(timeout=30)
-  for task in servers:
-    task.signal(signal.SIGTERM)
-    task.wait(timeout=10)
-  code = chief.wait(timeout=10)
-  log.info('%s: the chief ended with %s', 'all-reduce done' if all_reduce
-           else 'cluster done', _describe(code))
-  return code if code >= 0 else 128 - code
+      if code is not None:
+        if task not in self.exited:
+          self.exited.add(task)
+          self._lost(task, code)
+      elif task.stopped():
+        since = self.stopped_since.setdefault(task, now)
+        if now - since >= STALLED_SECS and task not in self.named:
+          self.named.add(task)
+          self._stalled(task, now - since)
+      else:
+        self.stopped_since.pop(task, None)
+
+  def _stopped_peers(self, task):
+    return [t.name for t in self.workers + self.servers
+            if t is not task and t.stopped()]
+
+  def _lost(self, task, code):
+    if task is self.chief or self.stop_at:
+      return   # the chief: the run is over; asked to stop: as expected
+    stopped = self._stopped_peers(task)
+    waited = (' waiting on %s, which %s stopped (SIGSTOP) and answers no '
+              'peer' % (', '.join(stopped), 'is' if len(stopped) == 1 else
+                        'are') if stopped else '')
+    if task in self.servers:
+      log.error('%s exited (%s): the workers will lose the variables',
+                task.name, _describe(code))
+    elif not code:
+      return
+    elif not self.every_step:
+      log.warning('%s exited (%s)%s; the others go on', task.name,
+                  _describe(code), waited)
+    else:
+      log.error('%s exited (%s)%s: every step needs it; stopping the others '
+                '(the chief resumes from its last checkpoint)', task.name,
+                _describe(code), waited)
+      self.fault = True
+      self.stop(signal.SIGTERM)
+
+  def _stalled(self, task, secs):
+    if task not in self.servers and not self.every_step:
+      log.warning('%s is stopped (SIGSTOP): the others go on without it%s',
+                  task.name, '' if task is not self.chief else
+                  '; no checkpoint is written until it goes on (SIGCONT)')
+      return
+    if self.stop_at:
+      return
+    log.error('%s is stopped (SIGSTOP) and has answered no peer for %d s: '
+              '%s; waking it to stop the run (the chief checkpoints)',
+              task.name, secs, 'the workers need its variables' if task in
+              self.servers else 'every step needs it')
+    self.fault = True
+    self.stop(signal.SIGTERM)
+
+  def _finish(self):
+    """Once the chief is done: the other workers stop by themselves at the
+    same global step, else they are asked to; then the parameter servers.
+    Within the stop's deadline, if there is one. Returns the chief's exit
+    status (as the shell gives it)."""
+    end = self.stop_at + 3 if self.stop_at else None
+
+    def wait(task, secs):
+      task.wait(min(secs, end - time.time()) if end else secs)
+
+    settle = time.time() + 5
+    while (time.time() < min(settle, end or settle) and
+           any(t.proc.poll() is None for t in self.workers[1:])):
+      time.sleep(0.2)
+    for task in self.workers[1:]:
+      task.ask_to_stop(signal.SIGINT)
+    for task in self.workers[1:]:
+      wait(task, 20)
+    for task in self.servers:
+      task.ask_to_stop(signal.SIGTERM)
+      wait(task, 10)
+    code = self.chief.wait(min(10, end - time.time()) if end else 10)
+    if code == -signal.SIGKILL and stopping.requested():
+      code = -stopping.requested()   # killed by us, on the user's signal
+    log.info('%s: the chief ended with %s', 'all-reduce done' if
+             self.all_reduce else 'cluster done', _describe(code))
+    if self.fault and code and not stopping.requested():
+      return 1   # stopped for a fault: an error, not the user's signal
+    return code if code >= 0 else 128 - code
 
 
 def main(argv=None):

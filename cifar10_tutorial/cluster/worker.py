@@ -25,6 +25,7 @@ reads them and `make train` can resume them. A peer that does not answer
 within --peer_timeout_secs is an error in one line, never a hang.
 """
 import collections
+import ipaddress
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ import time
 
 import tensorflow.compat.v1 as tf
 
+from cifar10_tutorial.cluster import private_net
 from cifar10_tutorial.cluster import sync_steps
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import errors
@@ -122,6 +124,56 @@ def role(cfg, environ=os.environ):
 
 def name(r):
   return '%s %d' % (r.job, r.index)
+
+
+def _mine(r):
+  return (r.ps if r.job == 'ps' else r.workers)[r.index]
+
+
+def is_private(address):
+  """Whether an IP address (text) is one the internet does not route to
+  (loopback, private, link-local, the shared 100.64/10 of carrier NAT and
+  VPNs, ...); False for a public one or not an address."""
+  try:
+    ip = ipaddress.ip_address(address.strip('[]').split('%')[0])
+  except ValueError:
+    return False
+  return not ip.is_global
+
+
+def check_addresses(r, allow_public=False, resolve=socket.getaddrinfo):
+  """ClusterError, before any server starts, for a host of the cluster
+  whose address is public, unless `allow_public`. A host name counts by
+  the addresses it resolves to (one that does not resolve is left to the
+  connection, which says so)."""
+  if allow_public:
+    return
+  jobs = [('worker %d' % i, h) for i, h in enumerate(r.workers)]
+  jobs += [('ps %d' % i, h) for i, h in enumerate(r.ps)]
+  for task, host in jobs:
+    address = host.rsplit(':', 1)[0]
+    try:
+      found = [address] if _is_ip(address) else sorted(
+          {a[4][0] for a in resolve(address, None)})
+    except (OSError, UnicodeError):
+      continue
+    public = [a for a in found if not is_private(a)]
+    if public:
+      raise ClusterError(
+          '%s at %s: expected a loopback, private or link-local address, '
+          'found a public one (%s): TensorFlow\'s runtime authenticates '
+          'nobody, so whoever reaches the port can run code on that machine; '
+          'use a private network or an SSH tunnel, or add '
+          '--allow_public_addresses if a firewall keeps others out' % (
+              task, host, ', '.join(public)))
+
+
+def _is_ip(text):
+  try:
+    ipaddress.ip_address(text.strip('[]').split('%')[0])
+    return True
+  except ValueError:
+    return False
 
 
 LEADER = '/job:worker/replica:0/task:0'   # an all-reduce cluster's
@@ -228,7 +280,7 @@ def train(cfg, r):
     config.MergeFrom(_config(r))
     cluster = loop.Cluster(server.target, r.index == 0,
                            cfg.peer_timeout_secs, name(r))
-    return _train(graph, cfg, config, cluster)
+    return _train(graph, cfg, config, cluster, peers(r))
 
 
 def compiled_all_reduce(cfg, gpu, environ=os.environ):
@@ -250,10 +302,29 @@ def compiled_all_reduce(cfg, gpu, environ=os.environ):
   return True
 
 
-def _train(graph, cfg, config, cluster):
+def peers(r):
+  """The other tasks of `r`'s cluster, by name, for messages."""
+  mine = name(r)
+  return [n for n in (['worker %d' % i for i in range(len(r.workers))] +
+                      ['ps %d' % i for i in range(len(r.ps))]) if n != mine]
+
+
+def _suspects(others):
+  if len(others) == 1:
+    return '%s is dead or hung' % others[0]
+  return 'one of %s is dead or hung' % ', '.join(others)
+
+
+def _train(graph, cfg, config, cluster, others=()):
   """The loop (loop.train) for the chief and an all-reduce run's others,
   _work for a parameter-server cluster's others; a peer that is gone or
-  does not answer is a ClusterError that says which and what to do."""
+  does not answer (one of `others`, by name) is a ClusterError that says
+  which and what to do."""
+  gone = ('%s: expected the cluster to answer, found it gone (%s): %s' % (
+      cluster.name, '%s', 'another worker stopped? Start them all again: '
+      'the chief resumes from its last checkpoint' if graph.agreement else
+      'a parameter server stopped? Start the cluster again: the chief '
+      'resumes from its last checkpoint'))
   try:
     if graph.agreement is None and not cluster.is_chief:
       return _work(graph, cfg, config, cluster)
@@ -261,21 +332,19 @@ def _train(graph, cfg, config, cluster):
                       checkpoint_secs=defaults.SAVE_CHECKPOINT_SECS)
   except tf.errors.DeadlineExceededError as e:
     raise ClusterError(
-        '%s: expected a step to finish within %d s, found none did (%s): a '
-        'peer is dead or hung%s' % (cluster.name, cluster.timeout_secs,
-                                    errors.reason(e),
-                                    '; a synchronous step waits for every '
-                                    'worker' if graph.sync or graph.agreement
-                                    else ''))
+        '%s: expected a step to finish within %d s, found none did (%s): %s%s'
+        % (cluster.name, cluster.timeout_secs, errors.reason(e),
+           _suspects(others) if others else 'a peer is dead or hung',
+           '; a synchronous step waits for every worker' if graph.sync or
+           graph.agreement else ''))
   except (tf.errors.UnavailableError, tf.errors.AbortedError,
           tf.errors.CancelledError) as e:
-    raise ClusterError(
-        '%s: expected the cluster to answer, found it gone (%s): %s' % (
-            cluster.name, _peer_reason(e),
-            'another worker stopped? Start them all again: the chief '
-            'resumes from its last checkpoint' if graph.agreement else
-            'a parameter server stopped? Start the cluster again: the chief '
-            'resumes from its last checkpoint'))
+    raise ClusterError(gone % _peer_reason(e))
+  except tf.errors.InternalError as e:
+    # An all-reduce aborted because a peer went away mid-step.
+    if 'ollective' not in getattr(e, 'message', ''):
+      raise
+    raise ClusterError(gone % _peer_reason(e))
 
 
 def _peer_reason(error):
@@ -286,7 +355,9 @@ def _peer_reason(error):
   said = re.search(r'grpc_message:"([^"]*)"', message)
   if target and said:
     return '%s: %s' % (target.group(1), said.group(1))
-  return errors.reason(error)
+  # A request the peer's runtime refused comes with the request itself.
+  said = errors.reason(error).split(' goo.gle/')[0]
+  return said if len(said) <= 200 else said[:197] + '...'
 
 
 def _work(graph, cfg, config, cluster):
@@ -312,10 +383,12 @@ def _work(graph, cfg, config, cluster):
     if graph.sync:
       fetch(graph.sync.worker_init)
     threads = tf.train.start_queue_runners(sess, coord)
+    stopping.work_underway()
     try:
       fetch(graph.prime)
       step = fetch(graph.global_step)
-      log.info('%s: training from global step %d', cluster.name, step)
+      if step < cfg.max_steps:
+        log.info('%s: training from global step %d', cluster.name, step)
       shown = steps.Progress(None, step, graph.examples_per_step,
                             cfg.log_frequency, cfg.max_steps)
       while step < cfg.max_steps and not stopping.requested():
@@ -338,6 +411,12 @@ def _work(graph, cfg, config, cluster):
 def run(cfg):
   """This process's part of the cluster."""
   r = role(cfg)
+  check_addresses(r, cfg.allow_public_addresses)
+  if not private_net.joined():
+    log.warning('note: %s listens on port %s of every interface of this '
+                'machine (TensorFlow\'s runtime, unauthenticated: whoever '
+                'reaches it can run code here); keep the cluster on a private '
+                'network', name(r), _mine(r).rsplit(':', 1)[1])
   if r.job == 'ps':
     serve(r)
   else:

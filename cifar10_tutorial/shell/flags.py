@@ -230,6 +230,13 @@ TRAINING = [
               'first_tower or replicated, nor parameter servers); auto: on '
               'when the towers are on GPUs'),
 ] + MODEL + [TF_LOGS]
+OPEN_PORTS = _bool(
+    'allow_open_ports', False,
+    'run a cluster on this machine even where its processes cannot be kept '
+    'in a network of their own (a namespace with loopback only): '
+    'TensorFlow\'s runtime then listens on every network interface, '
+    'unauthenticated. Without it, the multi-GPU trainer trains its towers '
+    'in one process instead and the launcher refuses')
 MULTI_GPU = TRAINING + [
     _opt('num_gpus', type=positive_int, default=1, help='number of towers'),
     _opt('tower_device', choices=defaults.TOWER_DEVICES, default='gpu',
@@ -246,6 +253,7 @@ MULTI_GPU = TRAINING + [
               'one process, a copy on every tower\'s device, the gradients '
               'summed on each (NCCL on GPUs). Checkpoints hold one copy. '
               'Same math. auto: collective on GPUs, else cpu'),
+    OPEN_PORTS,
 ]
 CLUSTER = [
     _bool('sync_replicas', False,
@@ -269,6 +277,11 @@ DIST = TRAINING + CLUSTER + [
          help='comma-separated host:port of the parameter servers'),
     _opt('worker_hosts', default=None,
          help='comma-separated host:port of the workers, the chief first'),
+    _bool('allow_public_addresses', False,
+          'accept cluster addresses that are not loopback, private (10/8, '
+          '172.16/12, 192.168/16, 100.64/10, fc00::/7) or link-local. '
+          'TensorFlow\'s runtime authenticates nobody: on a public address '
+          'anyone who reaches a port can run code on the machine'),
 ]
 LAUNCH = TRAINING + CLUSTER + [
     _opt('workers', type=_at_most_processes, default=2,
@@ -277,6 +290,7 @@ LAUNCH = TRAINING + CLUSTER + [
          help='parameter servers to start on this machine; 0: none, the '
               'workers all-reduce their gradients instead (one copy of the '
               'variables each, synchronous)'),
+    OPEN_PORTS,
 ]
 EVAL = [
     DATA_DIR_OPTION,
