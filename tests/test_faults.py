@@ -460,3 +460,20 @@ def test_a_path_the_locale_cannot_read_is_one_line(tiny_data, tmp_path):
                    r"\(ascii\): b'.*caf\\xc3\\xa9'; run with LANG=C\.UTF-8",
                    out), out
   assert b'Traceback' not in result.stderr
+
+
+def test_gpus_hidden_on_purpose_are_not_reported_as_a_cuinit_error():
+  # CUDA_VISIBLE_DEVICES='' on a machine with GPUs (the launcher's parameter
+  # servers, a CPU run): TensorFlow's "no CUDA-capable device" line is what
+  # was asked for, and dropped; any other cuInit error still shows.
+  from cifar10_tutorial.shell import quiet
+  assert quiet._gpus_hidden({'CUDA_VISIBLE_DEVICES': ''})
+  assert quiet._gpus_hidden({'CUDA_VISIBLE_DEVICES': '-1'})
+  assert not quiet._gpus_hidden({'CUDA_VISIBLE_DEVICES': '0'})
+  assert not quiet._gpus_hidden({})
+  line = (b'E0000 00:00:1796210253.615793   24248 cuda_platform.cc:52] failed '
+          b'call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: '
+          b'CUDA_ERROR_NO_DEVICE: no CUDA-capable device is detected')
+  assert quiet._HIDDEN_GPU_NOISE.match(line)
+  assert not quiet._HIDDEN_GPU_NOISE.match(line.replace(
+      b'CUDA_ERROR_NO_DEVICE', b'CUDA_ERROR_SYSTEM_DRIVER_MISMATCH'))

@@ -3,7 +3,8 @@
 TensorFlow 2.21 writes some lines from C++ straight to the stderr file
 descriptor, whatever TF_CPP_MIN_LOG_LEVEL says: absl's "before
 InitializeLog" banner, INFO lines (CPU features, "could not find cuda
-drivers"), a cuInit error on machines that have no NVIDIA driver at all, and
+drivers"), a cuInit error on machines that have no NVIDIA driver at all (or whose
+GPUs the user hid with CUDA_VISIBLE_DEVICES=''), and
 one "Local rendezvous is aborting with status: CANCELLED" warning per input
 thread whenever a queue is closed at the end of a run, oneDNN's notice
 that it falls back to the default kernel for uint8 on CPUs without AVX-512,
@@ -95,6 +96,9 @@ _GPU_NOISE = re.compile(rb'^W\d{4} .*gpu_bfc_allocator\.cc:\d+\] Overriding '
                         rb'set\.')
 _NO_GPU_NOISE = re.compile(rb'^E\d{4} .*cuda_platform\.cc:\d+\] failed call '
                            rb'to cuInit')
+# The same, where the user hid the GPUs (CUDA_VISIBLE_DEVICES=''): asked for.
+_HIDDEN_GPU_NOISE = re.compile(rb'^E\d{4} .*cuda_platform\.cc:\d+\] failed '
+                               rb'call to cuInit: .*CUDA_ERROR_NO_DEVICE')
 # The lines that continue a dropped one: its op name (with its status, in a
 # distributed session), a gRPC error's details.
 _CONTINUED = re.compile(rb'^(\s+\[\[((\{\{function_node [^}]*\}\})?\{\{node .*\}\}|'
@@ -109,7 +113,15 @@ def _has_nvidia_driver():
       '/dev/nvidiactl')
 
 
-def _filter(read_fd, write_fd, drop_cuinit):
+def _gpus_hidden(environ=os.environ):
+  """Whether CUDA_VISIBLE_DEVICES hides every GPU ('' or '-1')."""
+  listed = environ.get('CUDA_VISIBLE_DEVICES')
+  return listed is not None and not [
+      g for g in listed.split(',') if g.strip() and
+      not g.strip().startswith('-')]
+
+
+def _filter(read_fd, write_fd, drop_cuinit, hidden=False):
   signal.signal(signal.SIGINT, signal.SIG_IGN)    # the parent handles these;
   signal.signal(signal.SIGTERM, signal.SIG_IGN)   # we stop at end of input
   dropped_last = False
@@ -118,6 +130,7 @@ def _filter(read_fd, write_fd, drop_cuinit):
       body = line.rstrip(b'\n')
       drop = (any(p.match(body) for p in _NOISE) or _GPU_NOISE.match(body) or
               (drop_cuinit and _NO_GPU_NOISE.match(body)) or
+              (hidden and _HIDDEN_GPU_NOISE.match(body)) or
               (dropped_last and _CONTINUED.match(body)))
       dropped_last = bool(drop)
       if not drop:
@@ -159,7 +172,8 @@ def install(argv=None):
   if pid == 0:  # the filter: reads until every writer is gone, then exits
     os.close(write_fd)
     try:
-      _filter(read_fd, original, drop_cuinit=not _has_nvidia_driver())
+      _filter(read_fd, original, drop_cuinit=not _has_nvidia_driver(),
+              hidden=_gpus_hidden())
     finally:
       os._exit(0)
   os.close(read_fd)
