@@ -13,7 +13,7 @@ trainer that holds the GPU. The work is `evaluation`'s.
 if __name__ == '__main__':
   # Run as a program: hide TensorFlow's known C++ noise, before importing it.
   from cifar10_tutorial.shell import quiet
-  quiet.install()
+  quiet.install(program='cifar10_eval', doc=__doc__)   # --help before TensorFlow
 
 import sys
 

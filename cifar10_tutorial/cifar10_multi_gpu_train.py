@@ -32,7 +32,7 @@ are. Checkpoints every 1,000 steps and at the last step.
 if __name__ == '__main__':
   # Run as a program: hide TensorFlow's known C++ noise, before importing it.
   from cifar10_tutorial.shell import quiet
-  quiet.install()
+  quiet.install(program='cifar10_multi_gpu_train', doc=__doc__)   # --help before TensorFlow
 
 import logging
 import os
@@ -42,6 +42,7 @@ from cifar10_tutorial import cifar10
 from cifar10_tutorial.cluster import launch
 from cifar10_tutorial.cluster import private_net
 from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import errors
 from cifar10_tutorial.engine import loop
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import rundir
@@ -96,8 +97,8 @@ def _private_network(cfg, towers):
     log.warning('warning: this machine allows no private network for a '
                 'process per tower (%s): training the %d towers in one '
                 'process instead (--variable_update replicated), which opens '
-                'no port; --allow_open_ports runs the processes anyway', e,
-                towers)
+                'no port; %s runs the processes anyway', e, towers,
+                errors.option('allow_open_ports'))
     cfg.variable_update = 'replicated'
     return None
 

@@ -12,7 +12,7 @@ engine/loop.py), shared with the multi-GPU trainer.
 if __name__ == '__main__':
   # Run as a program: hide TensorFlow's known C++ noise, before importing it.
   from cifar10_tutorial.shell import quiet
-  quiet.install()
+  quiet.install(program='cifar10_train', doc=__doc__)   # --help before TensorFlow
 
 import sys
 

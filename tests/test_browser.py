@@ -15,8 +15,8 @@ from conftest import run_module
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 pytestmark = pytest.mark.skipif(
-    not CHROMIUM, reason="no Chromium: `make test` installs Debian's chromium "
-    'when it can (as root, with the package registry reachable)')
+    not CHROMIUM, reason="no Chromium: `make browser` installs Debian's "
+    'chromium (as root, with the package registry reachable)')
 # Headless flags for this sandbox: no GPU (TensorBoard is told to draw its
 # charts as SVG), and no background connections the closed network refuses.
 CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu',

@@ -76,17 +76,44 @@ def test_every_entry_point_documents_each_option_and_its_default(module,
     entry.main(['--help'])
   assert e.value.code == 0
   text = capsys.readouterr().out
-  # The options section, one entry per option (argparse wraps long lines).
+  # The options sections (grouped), one entry per option (argparse wraps
+  # long lines); a group's heading is a line of its own.
   section = text.split('\noptions:\n', 1)[1]
-  entries = re.split(r'\n(?=  -)', section)
+  entries = re.split(r'\n(?=  -)|\n\n\S[^\n]*:\n', section)
   options = {e.split()[0].rstrip(','): ' '.join(e.split()) for e in entries
              if e.strip().startswith('--') and not e.strip().startswith(
                  '--help')}
   program = {'cluster.launch': 'cluster_launch'}.get(
       module, module.rsplit('.', 1)[-1])
-  declared = [o.name for o in flags._flat(flags.PROGRAMS[program])
+  declared = {o.name: o for o in flags._flat(flags.PROGRAMS[program])
               if isinstance(o, flags.Option) and
-              o.kwargs.get('help') is not argparse.SUPPRESS]
+              o.kwargs.get('help') is not argparse.SUPPRESS}
   assert sorted(options) == sorted('--' + n for n in declared)
   for option, entry_text in options.items():
-    assert '(default:' in entry_text, entry_text
+    # Each default said once; an option without one says what happens.
+    assert entry_text.count('(default:') <= 1, entry_text
+    if declared[option[2:]].kwargs.get('default') is not None:
+      assert '(default:' in entry_text, entry_text
+
+
+@pytest.mark.parametrize('module', ['cifar10_train', 'cifar10_eval',
+                                    'cifar10_multi_gpu_train',
+                                    'cluster.launch', 'tools.bench'])
+def test_help_and_a_bad_flag_answer_before_tensorflow_is_imported(module):
+  # --help and argparse's errors come from the flags alone: TensorFlow's
+  # import (seconds) is never paid for them. No abbreviations either.
+  import subprocess
+  import sys
+  probe = ('import runpy, sys\n'
+           'sys.argv = ["x"] + sys.argv[1:]\n'
+           'try:\n'
+           '  runpy.run_module("cifar10_tutorial.%s", run_name="__main__")\n'
+           'except SystemExit as e:\n'
+           '  print("exit", e.code, "tensorflow" in sys.modules)\n' % module)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  for args, code in ((['--help'], 0), (['--max_step', '3'], 2)):
+    result = subprocess.run([sys.executable, '-c', probe] + args, cwd=root,
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == 'exit %d False' % code, (
+        result.stdout + result.stderr)
+  assert 'unrecognized arguments: --max_step 3' in result.stderr

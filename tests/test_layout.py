@@ -66,3 +66,33 @@ def test_no_module_imports_from_a_floor_above_it(module, path):
   allowed = MAY_IMPORT[part]
   above = sorted(i for i in imported if i.split('.')[0] not in allowed)
   assert not above, '%s imports %s from above its floor' % (module, above)
+
+
+def _pins(lines):
+  return {l.split('==')[0].lower().replace('_', '-'): l.split('==')[1]
+          for l in (x.strip() for x in lines) if '==' in l and
+          not l.startswith('#')}
+
+
+def test_the_venv_holds_the_locked_versions():
+  # make install and make test install with requirements.lock as
+  # constraints: every package in the project's .venv is at its version.
+  import subprocess
+  import sys
+  root = os.path.dirname(PACKAGE)
+  if os.path.realpath(sys.prefix) != os.path.realpath(
+      os.path.join(root, '.venv')):
+    pytest.skip('not running in the project\'s .venv (%s)' % sys.prefix)
+  with open(os.path.join(root, 'requirements.lock')) as f:
+    locked = _pins(f)
+  frozen = _pins(subprocess.run([sys.executable, '-m', 'pip', 'freeze'],
+                                capture_output=True, text=True).stdout
+                 .splitlines())
+  assert frozen, 'pip freeze listed nothing'
+  differ = {name: (version, locked.get(name))
+            for name, version in frozen.items() if locked.get(name) != version}
+  assert not differ, differ
+  for required in ('requirements.txt', 'requirements-test.txt'):
+    with open(os.path.join(root, required)) as f:
+      for name, version in _pins(f).items():
+        assert locked[name] == version, (required, name)

@@ -555,7 +555,18 @@ def test_make_targets_take_paths_with_spaces(tmp_path):
                  ['eval', 'RUN_ONCE=1'], ['plot', 'PLOT=' + plot]):
     result = _make(*(target + common))
     assert result.returncode == 0, result.stdout + result.stderr
+    if target[0] == 'train':   # make shows the command, quoted as typed
+      assert re.search(r'^\S+/python -m cifar10_tutorial\.cifar10_train '
+                       r'--data_dir .*/my\\ data --train_dir .*/my\\ runs/'
+                       r'a\\ b --max_steps 2 --batch_size 4$', result.stdout,
+                       re.M), result.stdout
   assert rundir.latest(run)[1] == 2 and os.path.getsize(plot) > 0
+  # A hint in the form the user typed: make's.
+  refused = _make('train', 'MAX_STEPS=3', 'ARGS=--precision bf16_emulated',
+                  *common)
+  assert refused.returncode != 0
+  assert 'or add ARGS="--allow_changed_settings" to go on with the new ones' \
+      in refused.stdout, refused.stdout
 
 
 def test_make_variables_are_data_never_shell_code(tmp_path):
@@ -684,11 +695,18 @@ def test_tensorboard_on_a_busy_port_says_so_in_one_line():
     taken.listen()
     port = taken.getsockname()[1]
     result = run_module('tools.board', '--logdir', ROOT, '--port', str(port))
+    from_make = run_module('tools.board', '--logdir', ROOT, '--port',
+                           str(port), env={'CIFAR10_VIA_MAKE': '1'})
   assert result.returncode == 1
   assert result.stdout.strip() == (
       'error: port %d: expected a free port for TensorBoard, found it in use '
-      '(another TensorBoard?); try make tensorboard PORT=%d' % (port,
-                                                               port + 1))
+      '(another TensorBoard?); try --port %d' % (port, port + 1))
+  assert from_make.stdout.strip().endswith('try PORT=%d' % (port + 1))
+  bad = run_module('tools.board', '--host', '192.0.2.99')   # not ours
+  assert bad.returncode == 1
+  assert bad.stdout.strip().startswith(
+      'error: 192.0.2.99: expected an address of this machine to serve on, '
+      'found '), bad.stdout
   with pytest.raises(board.PortBusy):
     with socket.socket() as again:
       again.bind(('127.0.0.1', 0))
@@ -800,21 +818,21 @@ def test_an_eval_dir_must_be_its_own_and_a_train_dir_not_an_eval_dir(
     assert result.returncode == 1
     assert _last_line(result).endswith(
         '%s: expected an eval dir of its own, found the train dir it '
-        'evaluates; give --eval_dir another folder' % eval_dir)
+        'evaluates; use another folder (--eval_dir)' % eval_dir)
   assert _digests(train_dir) == before
   other = str(tmp_path / 'other')
   shutil.copytree(train_dir, other)
   with pytest.raises(rundir.RunDirError) as e:
     rundir.check_eval_dir(other, train_dir)
   assert str(e.value).endswith('found a train dir (checkpoints, config.json);'
-                               ' give --eval_dir another folder')
+                               ' use another folder (--eval_dir)')
   eval_dir = tmp_path / 'eval'
   eval_dir.mkdir()
   (eval_dir / rundir.RESULTS_NAME).write_text('[]')
   with pytest.raises(rundir.RunDirError) as e:
     rundir.check_train_dir(str(eval_dir))
   assert str(e.value) == ('%s: expected a train dir, found an eval dir '
-                          '(evaluated.json); give --train_dir another folder'
+                          '(evaluated.json); use another folder (--train_dir)'
                           % eval_dir)
 
 

@@ -31,7 +31,7 @@ if __name__ == '__main__':
     sys.exit(1)
   # Run as a program: hide TensorFlow's known C++ noise, before importing it.
   from cifar10_tutorial.shell import quiet
-  quiet.install()
+  quiet.install(program='cifar10_dist_train', doc=__doc__)   # --help before TensorFlow
 
 import os
 import sys

@@ -20,7 +20,7 @@ processes, one per GPU, with `replicas` here.
 """
 if __name__ == '__main__':
   from cifar10_tutorial.shell import quiet
-  quiet.install()
+  quiet.install(program='cluster_launch', doc=__doc__)   # --help before TensorFlow
 
 import logging
 import os
@@ -33,6 +33,7 @@ import time
 
 from cifar10_tutorial.cluster import private_net
 from cifar10_tutorial.core import children
+from cifar10_tutorial.core import errors
 from cifar10_tutorial.core import stopping
 from cifar10_tutorial.shell import flags
 from cifar10_tutorial.shell import program
@@ -161,8 +162,8 @@ def launch(cfg):
       raise LaunchError(
           'expected to keep the cluster\'s processes in a network of their '
           'own (reachable from nowhere else), found this machine allows '
-          'none (%s); add --allow_open_ports to run them listening on every '
-          'interface, unauthenticated' % e)
+          'none (%s); add %s to run them listening on every interface, '
+          'unauthenticated' % (e, errors.option('allow_open_ports')))
     log.warning('warning: this machine allows no private network (%s): the '
                 'tasks listen on every interface, unauthenticated, as '
                 '--allow_open_ports asks', e)

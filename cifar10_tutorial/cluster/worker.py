@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
 
 import tensorflow.compat.v1 as tf
@@ -163,9 +164,9 @@ def check_addresses(r, allow_public=False, resolve=socket.getaddrinfo):
           '%s at %s: expected a loopback, private or link-local address, '
           'found a public one (%s): TensorFlow\'s runtime authenticates '
           'nobody, so whoever reaches the port can run code on that machine; '
-          'use a private network or an SSH tunnel, or add '
-          '--allow_public_addresses if a firewall keeps others out' % (
-              task, host, ', '.join(public)))
+          'use a private network, or add %s if a firewall keeps others out'
+          % (task, host, ', '.join(public),
+             errors.option('allow_public_addresses')))
 
 
 def _is_ip(text):
@@ -237,16 +238,45 @@ def _answers(host):
     return False
 
 
+def _done_queue(index):
+  """The queue on parameter server `index` by which the chief says the run
+  is done (TensorFlow's way to end a server: it has no stop of its own)."""
+  with tf.device('/job:ps/task:%d' % index):
+    return tf.FIFOQueue(1, tf.int32, shared_name='cifar10_run_done_%d' % index,
+                        name='run_done_%d' % index)
+
+
 def serve(r):
-  """A parameter server: serves the variables until stopped, then until
-  the chief is gone (at most CHIEF_GRACE_SECS)."""
-  start_server(r)
+  """A parameter server: serves the variables until the chief says the run
+  is done or this process is asked to stop; then until the workers (the
+  chief at least) are gone, at most CHIEF_GRACE_SECS."""
+  _, server = start_server(r)
   log.info('%s: serving at %s', name(r), r.ps[r.index])
-  while not stopping.requested():
-    time.sleep(0.2)
+  with tf.Graph().as_default():
+    done = _done_queue(r.index).dequeue()
+  sess = tf.Session(server.target, graph=done.graph, config=tf.ConfigProto(
+      device_filters=['/job:ps/task:%d' % r.index]))
+  told = threading.Event()
+
+  def wait_for_the_chief():   # blocks; the process may end before it does
+    try:
+      sess.run(done)
+      told.set()
+    except tf.errors.OpError:
+      pass
+
+  threading.Thread(target=wait_for_the_chief, name='run-done',
+                   daemon=True).start()
+  while not (told.is_set() or stopping.requested()):
+    told.wait(0.2)
+  finished = told.is_set()
   deadline = time.time() + CHIEF_GRACE_SECS
-  while time.time() < deadline and _answers(r.workers[0]):
+  left = r.workers if finished else r.workers[:1]
+  while time.time() < deadline and any(_answers(h) for h in left):
     time.sleep(0.2)
+  if finished:
+    log.info('%s: the run is done: stopping', name(r))
+    return 0
   raise stopping.Interrupted(stopping.requested(),
                              'parameter server stopped')
 
@@ -265,6 +295,7 @@ def train(cfg, r):
                                                     cluster=spec)):
         cfg, graph, config = train_graph.prepare(cfg, sync=sync,
                                                  cluster=True)
+      done = [_done_queue(i).enqueue(1) for i in range(len(r.ps))]
       # Only the parameter servers and itself: a dead worker stops no other.
       config.device_filters.extend(['/job:ps', worker])
     else:
@@ -280,7 +311,21 @@ def train(cfg, r):
     config.MergeFrom(_config(r))
     cluster = loop.Cluster(server.target, r.index == 0,
                            cfg.peer_timeout_secs, name(r))
-    return _train(graph, cfg, config, cluster, peers(r))
+    step = _train(graph, cfg, config, cluster, peers(r))
+    if r.ps and cluster.is_chief:
+      _say_done(done, server.target, config)
+    return step
+
+
+def _say_done(done, target, config):
+  """The chief, at the end of the run: tells each parameter server, which
+  then stops once the workers are gone (one that is gone already is fine)."""
+  with tf.Session(target, config=config) as sess:
+    try:
+      sess.run(done, options=tf.RunOptions(timeout_in_ms=5000))
+    except tf.errors.OpError as e:
+      log.debug('the parameter servers were not told the run is done: %s',
+                errors.reason(e))
 
 
 def compiled_all_reduce(cfg, gpu, environ=os.environ):

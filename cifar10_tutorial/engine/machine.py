@@ -7,6 +7,7 @@ import logging
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial.core import defaults
+from cifar10_tutorial.core import errors
 
 log = logging.getLogger('cifar10_tutorial')
 
@@ -49,9 +50,9 @@ def check_fits(batch_size, towers, available=None):
   raise OutOfMemoryError(
       '--batch_size %d: expected a batch that fits in memory, found a '
       'training step needs about %.0f GB (%.2f MB an example) and %.0f GB is '
-      'available; try --batch_size %d or less' % (
+      'available; try %s or less' % (
           batch_size, need / 1e9, BYTES_PER_EXAMPLE / 1e6, available / 1e9,
-          largest))
+          errors.option('batch_size', largest)))
 
 
 def gpu_count():
@@ -112,9 +113,10 @@ def tower_devices(num_towers, tower_device):
     if num_towers > found:
       plural = '' if num_towers == 1 else 's'
       raise DeviceError(
-          '--num_gpus %d: expected %d GPU%s, found %d (add --tower_device cpu '
+          '--num_gpus %d: expected %d GPU%s, found %d (add %s '
           'to run %d tower%s on virtual CPU devices)' %
-          (num_towers, num_towers, plural, found, num_towers, plural))
+          (num_towers, num_towers, plural, found,
+           errors.option('tower_device', 'cpu'), num_towers, plural))
     return ['/gpu:%d' % i for i in range(num_towers)], 1
   return ['/cpu:%d' % i for i in range(num_towers)], num_towers
 

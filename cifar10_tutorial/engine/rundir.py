@@ -145,8 +145,8 @@ def locked(train_dir, role='trainer'):
       raise RunDirError(
           '%s: expected no other %s using it, found one running (%s); '
           'wait for it to finish, or use another %s' %
-          (train_dir, role, holder, '--train_dir' if role == 'trainer'
-           else '--eval_dir'))
+          (train_dir, role, holder, errors.option(
+              'train_dir' if role == 'trainer' else 'eval_dir')))
     handle.seek(0)
     previous = handle.read().strip()
     if previous:
@@ -197,9 +197,10 @@ def check_eval_dir(eval_dir, checkpoint_dir):
   signs = train_dir_signs(eval_dir) if os.path.isdir(eval_dir) else []
   if same or signs:
     raise RunDirError(
-        '%s: expected an eval dir of its own, found %s; give --eval_dir '
-        'another folder' % (eval_dir, 'the train dir it evaluates' if same
-                            else 'a train dir (%s)' % ', '.join(signs)))
+        '%s: expected an eval dir of its own, found %s; use another folder '
+        '(%s)' % (eval_dir, 'the train dir it evaluates' if same else
+                  'a train dir (%s)' % ', '.join(signs),
+                  errors.option('eval_dir')))
 
 
 def check_train_dir(train_dir):
@@ -208,8 +209,8 @@ def check_train_dir(train_dir):
   if (os.path.isfile(os.path.join(train_dir, RESULTS_NAME)) and
       not checkpoints(train_dir)):
     raise RunDirError('%s: expected a train dir, found an eval dir (%s); '
-                      'give --train_dir another folder' % (train_dir,
-                                                          RESULTS_NAME))
+                      'use another folder (%s)' % (
+                          train_dir, RESULTS_NAME, errors.option('train_dir')))
 
 
 def _step(path):
@@ -414,8 +415,9 @@ def check_start(train_dir, settings, step, allow_changed=False):
     if changed and not allow_changed:
       raise RunDirError(
           '%s: expected the settings the run was made with, found %s; run '
-          'with the same settings, or add --allow_changed_settings to go on '
-          'with the new ones' % (train_dir, ', '.join(changed)))
+          'with the same settings, or add %s to go on '
+          'with the new ones' % (train_dir, ', '.join(changed),
+                                  errors.option('allow_changed_settings')))
     if changed:
       log.warning('%s: going on with changed settings: %s', train_dir,
                   ', '.join(changed))

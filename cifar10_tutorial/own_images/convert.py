@@ -19,7 +19,7 @@ character in it) is refused, named.
 """
 if __name__ == '__main__':
   from cifar10_tutorial.shell import quiet
-  quiet.install()
+  quiet.install(program='convert', doc=__doc__)   # --help before TensorFlow
 
 import contextlib
 import errno

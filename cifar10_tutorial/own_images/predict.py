@@ -14,7 +14,7 @@ classified; the exit status is 1 if any failed.
 """
 if __name__ == '__main__':
   from cifar10_tutorial.shell import quiet
-  quiet.install()
+  quiet.install(program='predict', doc=__doc__)   # --help before TensorFlow
 
 import json
 import logging

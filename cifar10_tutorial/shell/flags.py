@@ -358,6 +358,10 @@ BOARD = [
     _opt('logdir', default='train_dirs',
          help='the folder of runs TensorBoard shows, side by side'),
     _opt('port', type=port, default=6006, help='the port it serves on'),
+    _opt('host', default='127.0.0.1',
+         help='the address it serves on; 0.0.0.0: every interface, so '
+              'anyone who reaches it sees your runs (an SSH tunnel is '
+              'safer: README)'),
 ]
 BENCH = [
     _opt('data_dir', default=DATA_DIR,
@@ -419,26 +423,73 @@ PROGRAMS = {
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter,
                  argparse.RawDescriptionHelpFormatter):
-  pass
+  """Each option's default once: argparse's "(default: ...)", unless the
+  default is None (the help then says what happens) or the help gives it."""
+
+  def _get_help_string(self, action):
+    if action.default is None or 'default' in (action.help or ''):
+      return action.help
+    return super(_Formatter, self)._get_help_string(action)
 
 
-def add_options(p, options):
+# --help in these groups, in this order; options not named here go under
+# the first.
+GROUPS = [
+    ('data and run', ()),
+    ('schedule', ('max_steps', 'log_frequency', 'eval_interval_secs',
+                  'run_once')),
+    ('checkpoints and eval', ('save_checkpoint_secs', 'save_checkpoint_steps',
+                              'allow_changed_settings', 'checkpoint_dir',
+                              'eval_dir', 'eval_data', 'num_examples',
+                              'eval_device')),
+    ('performance (the same math; each "auto" is decided for this '
+     'machine)', ('steps_per_run', 'preprocess_on', 'xla',
+                  'prefetch_to_device', 'compiled_loop', 'lrn',
+                  'input_pipeline', 'input_threads', 'log_device_placement')),
+    ('cluster', ('sync_replicas', 'peer_timeout_secs', 'job_name',
+                 'task_index', 'ps_hosts', 'worker_hosts',
+                 'allow_public_addresses', 'workers', 'ps',
+                 'allow_open_ports')),
+]
+
+
+def _group_of(name):
+  for title, names in GROUPS[1:]:
+    if name in names:
+      return title
+  return GROUPS[0][0]
+
+
+def add_options(p, options, groups=None):
+  """Adds `options` to parser `p`; into `groups` ({title: argument group},
+  by GROUPS) if given."""
+  def where(name):
+    return groups[_group_of(name)] if groups else p
+
   for option in options:
     if isinstance(option, Exclusive):
-      group = p.add_mutually_exclusive_group()
+      group = where(option.options[0].name).add_mutually_exclusive_group()
       for o in option.options:
         group.add_argument('--' + o.name, **o.kwargs)
     elif isinstance(option, Positional):
       p.add_argument(option.name, **option.kwargs)
     else:
-      p.add_argument('--' + option.name, **option.kwargs)
+      where(option.name).add_argument('--' + option.name, **option.kwargs)
 
 
 def parser(program, doc=None):
   """An ArgumentParser for `program` whose --help shows `doc` and every
-  option with its default."""
-  p = argparse.ArgumentParser(description=doc, formatter_class=_Formatter)
-  add_options(p, PROGRAMS[program])
+  option with its default, grouped. No abbreviations: `--max_step` is an
+  error, not --max_steps."""
+  p = argparse.ArgumentParser(description=doc, formatter_class=_Formatter,
+                              allow_abbrev=False)
+  names = {o.name for o in _flat(PROGRAMS[program])
+           if not isinstance(o, Positional)}
+  groups = {}
+  for title, _ in GROUPS:
+    if title == GROUPS[0][0] or any(_group_of(n) == title for n in names):
+      groups[title] = p.add_argument_group(title)
+  add_options(p, PROGRAMS[program], groups)
   return p
 
 

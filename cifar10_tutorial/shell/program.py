@@ -45,6 +45,9 @@ def setup_logging(cfg, timestamps=True):
       level=logging.INFO, handlers=[progress.Handler(sys.stdout)],
       format='%(asctime)s %(message)s' if timestamps else '%(message)s',
       datefmt='%H:%M:%S')
+  # matplotlib's INFO lines ("generated new fontManager": eval's and plot's
+  # first run builds its font cache).
+  logging.getLogger('matplotlib').setLevel(logging.WARNING)
   if not hasattr(cfg, 'tf_logs'):
     return
   tf_logger = logging.getLogger('tensorflow')

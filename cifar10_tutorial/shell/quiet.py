@@ -157,13 +157,19 @@ def without_keras():
   os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 
-def install(argv=None):
+def install(argv=None, program=None, doc=None):
   """Filters fd 2 for the rest of this process (a no-op if asked not to),
   leaves Keras out of TensorFlow's import, and makes a Ctrl-C before the
-  program handles signals (while TensorFlow is imported) a quiet exit."""
+  program handles signals (while TensorFlow is imported) a quiet exit.
+  Given the `program`'s name (and `doc`, its --help text), its flags are
+  parsed first: --help and a bad flag answer at once, before TensorFlow is
+  imported."""
   stopping.quiet_until_handled()
+  argv = sys.argv[1:] if argv is None else argv
+  if program:
+    flags.parse(program, argv, doc)   # exits on --help or a bad flag
   without_keras()
-  if not wanted(sys.argv[1:] if argv is None else argv):
+  if not wanted(argv):
     return
   sys.stderr.flush()
   read_fd, write_fd = os.pipe()

@@ -90,7 +90,7 @@ test: nothing here passes or fails.
 if __name__ == '__main__':
   # The sustained and accuracy parts read event files with TensorFlow.
   from cifar10_tutorial.shell import quiet
-  quiet.install()
+  quiet.install(program='bench', doc=__doc__)   # --help before TensorFlow
 
 import json
 import os

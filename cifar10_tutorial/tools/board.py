@@ -18,37 +18,44 @@ import os
 import socket
 import sys
 
+from cifar10_tutorial.core import errors
 from cifar10_tutorial.shell import program
 
 log = logging.getLogger('cifar10_tutorial')
-HOST = '127.0.0.1'
 
 
 class PortBusy(RuntimeError):
   """The port is taken."""
 
 
-def check_port(port, host=HOST):
-  with socket.socket() as s:
+def check_port(port, host='127.0.0.1'):
+  family = socket.AF_INET6 if ':' in host else socket.AF_INET
+  with socket.socket(family) as s:
     try:
       s.bind((host, port))
-    except OSError as e:
-      if e.errno != errno.EADDRINUSE:
-        raise
-      raise PortBusy('port %d: expected a free port for TensorBoard, found '
-                     'it in use (another TensorBoard?); try make tensorboard '
-                     'PORT=%d' % (port, port + 1))
+    except (OSError, UnicodeError) as e:
+      if getattr(e, 'errno', None) == errno.EADDRINUSE:
+        raise PortBusy('port %d: expected a free port for TensorBoard, found '
+                       'it in use (another TensorBoard?); try %s' % (
+                           port, errors.option('port', port + 1)))
+      raise PortBusy('%s: expected an address of this machine to serve on, '
+                     'found %s' % (host, getattr(e, 'strerror', None) or e))
 
 
 def serve(cfg):
-  check_port(cfg.port)
+  check_port(cfg.port, cfg.host)
   if not os.path.isdir(cfg.logdir):
     log.info('%s does not exist yet: TensorBoard will show runs as they '
              'appear', cfg.logdir)
-  log.info('TensorBoard for %s: http://%s:%d/', cfg.logdir, HOST, cfg.port)
+  shown = '[%s]' % cfg.host if ':' in cfg.host else cfg.host
+  log.info('TensorBoard for %s: http://%s:%d/', cfg.logdir, shown, cfg.port)
+  if cfg.host not in ('127.0.0.1', 'localhost', '::1'):
+    log.warning('note: served on %s, not this machine alone: whoever reaches '
+                'it sees your runs (an SSH tunnel keeps it private: README, '
+                'TensorBoard)', cfg.host)
   sys.stdout.flush()
   os.execv(sys.executable, [sys.executable, '-m', 'tensorboard.main',
-                            '--logdir', cfg.logdir, '--host', HOST,
+                            '--logdir', cfg.logdir, '--host', cfg.host,
                             '--port', str(cfg.port)])
 
 

@@ -10,7 +10,7 @@ hours of wall time since the run started. This is what `make plot` runs.
 """
 if __name__ == '__main__':
   from cifar10_tutorial.shell import quiet
-  quiet.install()
+  quiet.install(program='plot', doc=__doc__)   # --help before TensorFlow
 
 import logging
 import os
@@ -43,7 +43,9 @@ def plot(train_dir, eval_dir, out):
   for axes, x_of, x_label in [
       (rows[0], lambda p: p[1], 'global step'),
       (rows[1], lambda p: (p[0] - start) / 3600.0, 'hours since start')]:
+    # A lone point has no line to draw: a marker shows it.
     axes.plot([x_of(p) for p in loss], [p[2] for p in loss], color='tab:red',
+              marker='o' if len(loss) == 1 else None,
               label='training loss (averaged)')
     axes.set_xlabel(x_label)
     axes.set_ylabel('total loss', color='tab:red')
