@@ -12,7 +12,8 @@ def test_bench_measures_every_part_and_writes_json(tmp_path):
   out = tmp_path / 'bench.json'
   result = run_module(
       'tools.bench', '--data_dir', data, '--json', str(out), '--rounds', '1',
-      '--parts', 'input,train,eval,memory,sustained', '--inputs', 'batched',
+      '--parts', 'input,train,eval,memory,sustained,ready', '--inputs',
+      'batched', '--ready_steps', '3',
       '--configs', 'default', '--evals', 'default', '--steps', '2',
       '--runs', 'default', '--run_warmup', '10', '--run_steps', '20',
       # More examples than the queue holds, so that the timed dequeues
@@ -30,6 +31,12 @@ def test_bench_measures_every_part_and_writes_json(tmp_path):
   assert summary['memory']['peak_rss_mb_x10'] > 0
   # A whole cifar10_train run of this checkout, timed from its own events.
   assert summary['sustained']['default']['examples_per_sec'] > 0
+  # A new run from the command to its last checkpoint, in phases, in order.
+  ready = summary['ready']['default']
+  assert 0 < ready['to_start'] < ready['to_first_checkpoint'] <= \
+      ready['to_first_log'] <= ready['train_seconds']
+  assert ready['import_seconds'] > 0 and ready['eval_seconds'] > 0
+  assert 0 <= ready['precision_at_1'] <= 1
 
 
 def test_network_flops_follow_the_layer_shapes():

@@ -190,8 +190,8 @@ def test_a_compiled_run_stages_no_more_batches_than_a_run_takes():
 
 def test_a_run_names_the_step_whose_loss_is_not_finite():
   # A learning rate of 1e30 makes the weights explode within a few steps.
-  cfg = machine.resolve(flags.training_config(batch_size=BATCH,
-                                              preprocess_on='cpu'), False)
+  cfg = machine.resolve(flags.training_config(
+      batch_size=BATCH, preprocess_on='cpu', steps_per_run=10), False)
   with tf.Graph().as_default():
     tf.set_random_seed(7)
     queue, fill = _fixed_queue(BATCH * 20)

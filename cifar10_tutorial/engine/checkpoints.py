@@ -1,6 +1,6 @@
 """A run's files in its train dir: the checkpoints, the graph, the events.
 
-    writer, checkpoint_bytes = start_files(graph, cfg)   # before the first step
+    writer, checkpoint_bytes, text = start_files(graph, cfg)   # first
     snapshot = Snapshot(variables, max_to_keep=...)      # before finalize
     checkpoints = Checkpoints(saver, sess, train_dir, secs, steps,
                               checkpoint_bytes, snapshot)
@@ -21,18 +21,23 @@ import shutil
 import threading
 import time
 
+from google.protobuf import text_format
 import tensorflow.compat.v1 as tf
 from tensorflow.python.training.saving import saveable_object_util
 
+from cifar10_tutorial.core import errors
 from cifar10_tutorial.engine import rundir
 
 log = logging.getLogger('cifar10_tutorial')
 
 
 def start_files(graph, cfg):
-  """Writes the graph into the train dir and opens its event file, after
+  """Opens the run's event file (with the graph, for TensorBoard) and
+  starts writing graph.pbtxt in a thread (its text takes a few tenths of
+  a second to make, which the first steps need not wait for), after
   checking there is room for them and a checkpoint. Returns the summary
-  writer and the bytes one checkpoint takes."""
+  writer, the bytes one checkpoint takes and the thread (join it before
+  the end)."""
   graph_def = tf.get_default_graph().as_graph_def()
   # A checkpoint: the saved variables, its graph (.meta), some slack.
   checkpoint_bytes = int(1.05 * sum(
@@ -47,12 +52,31 @@ def start_files(graph, cfg):
     raise rundir.RunDirError(
         '%s: expected room to start a run (%.1f MB), found %.1f MB free' % (
             cfg.train_dir, need / 1e6, free / 1e6))
-  try:
-    tf.io.write_graph(graph_def, cfg.train_dir, 'graph.pbtxt')
-  except (tf.errors.OpError, OSError) as e:
-    raise rundir.disk_problem(cfg.train_dir, e) or e
+  text = threading.Thread(target=_write_graph_text,
+                          args=(graph_def, cfg.train_dir), name='graph.pbtxt',
+                          daemon=True)
+  text.start()
   return (tf.summary.FileWriter(cfg.train_dir, tf.get_default_graph()),
-          checkpoint_bytes)
+          checkpoint_bytes, text)
+
+
+def _write_graph_text(graph_def, train_dir):
+  """graph.pbtxt, whole or not at all; a failure is one line (the run
+  goes on: its checkpoints and events have the graph too)."""
+  path = os.path.join(train_dir, 'graph.pbtxt')
+  try:
+    with open(path + '.tmp', 'w') as f:
+      f.write(text_format.MessageToString(graph_def))
+    os.replace(path + '.tmp', path)
+  except OSError as e:
+    log.warning('%s: not written (%s)', path,
+                rundir.disk_problem(train_dir, e) or errors.reason(e))
+  finally:
+    if os.path.exists(path + '.tmp'):
+      try:
+        os.remove(path + '.tmp')
+      except OSError:
+        pass
 
 
 class Snapshot(object):

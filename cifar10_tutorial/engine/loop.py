@@ -192,7 +192,7 @@ class _Training(object):
     was asked to. Not `writes`: such a process other than the chief, which
     writes nothing."""
     graph, cfg, cluster = self.graph, self.cfg, self.cluster
-    saver = writer = snapshot = None
+    saver = writer = snapshot = graph_text = None
     # Relative paths in the `checkpoint` list: a copied or moved train dir
     # keeps working, and rotation never reaches another folder. In a
     # cluster the chief saves every variable itself (not sharded, which
@@ -202,7 +202,8 @@ class _Training(object):
     if writes or path:
       saver = tf.train.Saver(graph.saved, **saving)
     if writes:
-      writer, checkpoint_bytes = checkpoints.start_files(graph, cfg)
+      writer, checkpoint_bytes, graph_text = checkpoints.start_files(graph,
+                                                                     cfg)
       # Checkpoints are written from a copy, while training goes on.
       snapshot = checkpoints.Snapshot(graph.saved or tf.global_variables(),
                                       **saving)
@@ -317,6 +318,7 @@ class _Training(object):
             log.debug('a checkpoint being written: %s', e)
         try:
           if writer:
+            graph_text.join()
             writer.close()
         except (RuntimeError, OSError) as e:
           # A full disk fails the last flush too; the error that got here

@@ -300,14 +300,18 @@ def check_list(train_dir):
 
 def remove_leftovers(train_dir):
   """Removes what saves cut short left in train_dir (the trainer holds
-  its lock): `model.ckpt-N_temp` folders, a graph's `.meta.tmp` (see
-  checkpoints.py), and data files of a step with no index (never a
+  its lock): `model.ckpt-N_temp` folders, a graph's `.meta.tmp` or a
+  `graph.pbtxt.tmp` (see checkpoints.py), and data files of a step with no index (never a
   checkpoint that can be read). One line if any."""
   steps = {s for s, _ in checkpoints(train_dir)}
   gone = []
   for path in glob.glob(os.path.join(glob.escape(train_dir),
                                      PREFIX + '-*_temp*')):
     shutil.rmtree(path, ignore_errors=True)
+    gone.append(os.path.basename(path))
+  for path in glob.glob(os.path.join(glob.escape(train_dir),
+                                     'graph.pbtxt.tmp')):
+    os.remove(path)
     gone.append(os.path.basename(path))
   for path in glob.glob(os.path.join(glob.escape(train_dir),
                                      PREFIX + '-*.meta.tmp')):

@@ -127,7 +127,7 @@ def session(cluster, config):
 def run(graph, fetch, count, step):
   """One run of `count` ordinary (not summary) steps from `step`: their
   losses."""
-  if graph.loop is None:   # a synchronous cluster: one step a run
+  if graph.loop is None:   # runs of one step (a CPU's, a synchronous cluster)
     _, loss = fetch([graph.summary_step.train_op,
                      graph.summary_step.total_loss])
     return np.array([loss])

@@ -365,9 +365,12 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
         _compiled_run, chunks,
         lambda images, labels: step(False, [(images, labels)]), device,
         placement)
+  # Runs of one step (the CPU's) need no loop: the summary step's update,
+  # fetched without its summaries, is the step (one build of it, not two).
   graph = loop_graph(step, global_step, examples_per_step,
-                     tf.group(*primes), with_loop=not sync, bounded=cluster,
-                     run=run)
+                     tf.group(*primes),
+                     with_loop=not sync and longest_run(cfg) > 1,
+                     bounded=cluster, run=run)
   decay_steps = int(queue.num_records / examples_per_step *
                     defaults.NUM_EPOCHS_PER_DECAY)
   graph = graph._replace(sync=sync, settings={

@@ -395,6 +395,13 @@ BENCH = [
     _opt('run_warmup', type=positive_int, default=500,
          help='sustained: steps before the timing starts (queue warm-up, '
               'compilation)'),
+    _opt('ready_steps', type=positive_int, default=15216,
+         help='ready: the steps of the new run timed from the command to '
+              'its last checkpoint (15,216: the tutorial\'s 0.80)'),
+    _opt('original', default=None,
+         help='a folder holding the original tutorial\'s cifar10_train.py '
+              '(its code with the edits TensorFlow 2.21 needs), for the '
+              'ready part\'s run `original`'),
     _opt('accuracy_steps', type=positive_int, default=15000,
          help='accuracy: steps to train before evaluating'),
     _opt('baseline', default=None,

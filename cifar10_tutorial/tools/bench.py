@@ -30,6 +30,15 @@ Parts that run whole training programs, as a user starts them (not in
              and name, sampled with nvidia-smi during the timed steps
   accuracy   trains --accuracy_steps steps, then `cifar10_eval --run_once`:
              precision @ 1 on the 10,000 test images, and the wall time
+  ready      what a user waits for: a new run of --ready_steps steps (the
+             tutorial's 0.80 at 15,216), from the command to its last
+             checkpoint, in phases (to `starting a new run`: the imports;
+             to the step-0 checkpoint: graph, session, device set-up; to
+             the first logged step: the first runs, XLA's compiles; to the
+             end: training), then `cifar10_eval --run_once` of it (seconds
+             and precision @ 1); beside each round, a bare import of
+             TensorFlow. The run `original` is the original tutorial's
+             cifar10_train.py in --original (its total and first step)
 
 Training configurations (each adds one change to the one before it):
   tutorial  the tutorial's settings: TensorFlow's default kernels, tf.nn.lrn,
@@ -94,6 +103,7 @@ if __name__ == '__main__':
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -130,7 +140,7 @@ EVAL = {
     'bf16': {'flags': {'precision': 'bf16'}, 'slow': True},
 }
 PARTS = ('peak', 'input', 'train', 'eval', 'memory')
-RUN_PARTS = ('sustained', 'accuracy')   # only when named
+RUN_PARTS = ('sustained', 'accuracy', 'ready')   # only when named
 
 
 def _command_buffers(kinds):
@@ -152,6 +162,8 @@ RUNS = {
     'baseline_multi1': {'program': 'cifar10_multi_gpu_train',
                         'flags': ['--num_gpus', '1'], 'checkout': 'baseline'},
     'default': {'program': 'cifar10_train', 'flags': []},
+    # The original tutorial's trainer, from --original (ready part only).
+    'original': {'program': None, 'flags': [], 'checkout': 'original'},
     'steps1': {'program': 'cifar10_train', 'flags': ['--steps_per_run', '1']},
     'steps10': {'program': 'cifar10_train',
                 'flags': ['--steps_per_run', '10']},
@@ -227,6 +239,14 @@ SUSTAINED_COLUMNS = [('run', 'config', '%-14s'),
                      ('median ex/s', 'median_examples_per_sec', '%11.0f'),
                      ('GPU busy', 'gpu_utilization', '%7.0f%%'),
                      ('GPU peak MiB', 'gpu_peak_mib', '%12.0f')]
+READY_COLUMNS = [('run', 'config', '%-14s'),
+                 ('import s', 'import_seconds', '%8.1f'),
+                 ('to start', 'to_start', '%8.1f'),
+                 ('to ckpt 0', 'to_first_checkpoint', '%9.1f'),
+                 ('to 1st log', 'to_first_log', '%10.1f'),
+                 ('to last ckpt', 'train_seconds', '%12.1f'),
+                 ('eval s', 'eval_seconds', '%6.1f'),
+                 ('precision@1', 'precision_at_1', '%11.3f')]
 ACCURACY_COLUMNS = [('run', 'config', '%-14s'),
                     ('steps', 'steps', '%6d'),
                     ('precision@1', 'precision_at_1', '%11.3f'),
@@ -305,22 +325,74 @@ class Runner(object):
     self.results.append(result)
     return result
 
+  def _command(self, name, data_dir, train_dir, steps):
+    """(argv, the folder it runs in) of run `name` as a user starts it."""
+    a, run = self.args, RUNS[name]
+    where = run.get('checkout')
+    if where and not getattr(a, where):
+      sys.exit('bench: the %s run needs --%s DIR' % (name, where))
+    if where == 'original':   # its own flags: no --batch_size default change
+      checkout = os.path.abspath(a.original)
+      return [sys.executable, os.path.join(checkout, 'cifar10_train.py'),
+              '--data_dir', os.path.abspath(data_dir), '--train_dir',
+              train_dir, '--max_steps', str(steps)], checkout
+    checkout = os.path.abspath(a.baseline) if where else ROOT
+    return [sys.executable, '-m', 'cifar10_tutorial.' + run['program'],
+            '--data_dir', os.path.abspath(data_dir), '--train_dir', train_dir,
+            '--max_steps', str(steps), '--batch_size', str(a.batch_size),
+            '--log_frequency', '10'] + run['flags'], checkout
+
+  def ready(self, name, data_dir, round_=1):
+    """A new run of --ready_steps from the command to its last
+    checkpoint, in phases stamped as its lines arrive; then eval of it."""
+    a, run = self.args, RUNS[name]
+    train_dir = tempfile.mkdtemp(prefix=name + '-', dir=a.checkpoint_dir)
+    shutil.rmtree(train_dir)   # a new run, as `make train` makes it
+    cmd, checkout = self._command(name, data_dir, train_dir, a.ready_steps)
+    result = {'kind': 'ready', 'config': name, 'round': round_,
+              'steps': a.ready_steps, 'checkout': checkout,
+              'import_seconds': _import_seconds()}
+    marks = (('to_start', 'starting a new run'),
+             ('to_first_checkpoint', 'saved checkpoint at step 0'),
+             ('to_first_log', re.compile(r'step \d+, loss = ')))
+    started = time.time()
+    proc = children.start(cmd, cwd=checkout, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          env=dict(cifar10_tutorial.USER_ENV,
+                                   **run.get('env', {})))
+    lines = []
+    try:
+      for line in proc.stdout:
+        lines.append(line)
+        for key, mark in marks:
+          if key not in result and (mark.search(line) if hasattr(
+              mark, 'search') else mark in line):
+            result[key] = time.time() - started
+      proc.wait()
+    except BaseException:
+      children.kill(proc)
+      raise
+    result['train_seconds'] = time.time() - started
+    if proc.returncode:
+      print('bench: ready %s failed (exit %d):\n%s' % (
+          name, proc.returncode, ''.join(lines)[-3000:]))
+      result['failed'] = True
+    else:
+      started = time.time()
+      result.update(_evaluate(train_dir, data_dir))
+      result['eval_seconds'] = time.time() - started
+    shutil.rmtree(train_dir, ignore_errors=True)
+    self.results.append(result)
+    return result
+
   def program(self, kind, name, data_dir, round_=1):
     """One whole training run (and, for accuracy, an eval of it)."""
     a, run = self.args, RUNS[name]
-    checkout = ROOT
-    if run.get('checkout') == 'baseline':
-      if not a.baseline:
-        sys.exit('bench: the baseline run needs --baseline DIR')
-      checkout = os.path.abspath(a.baseline)
     train_dir = tempfile.mkdtemp(prefix=name + '-', dir=a.checkpoint_dir)
     towers = run.get('towers', 1)
     steps = (a.accuracy_steps // towers if kind == 'accuracy' else
              a.run_warmup + a.run_steps)
-    cmd = [sys.executable, '-m', 'cifar10_tutorial.' + run['program'],
-           '--data_dir', os.path.abspath(data_dir), '--train_dir', train_dir,
-           '--max_steps', str(steps), '--batch_size', str(a.batch_size),
-           '--log_frequency', '10'] + run['flags']
+    cmd, checkout = self._command(name, data_dir, train_dir, steps)
     with GpuMonitor() as gpu:
       started = time.time()
       # The user's environment, not ours: our defaults (such as GPU memory
@@ -350,7 +422,9 @@ class Runner(object):
   def rounds(self, kind, table, names, data_dir, key, unit):
     for round_ in range(1, self.args.rounds + 1):
       for name in names:
-        if kind in RUN_PARTS:
+        if kind == 'ready':
+          r = self.ready(name, data_dir, round_)
+        elif kind in RUN_PARTS:
           r = self.program(kind, name, data_dir, round_)
         else:
           r = self.run(kind, name, data_dir, table[name].get('env'), round_)
@@ -398,6 +472,17 @@ def _sustained(train_dir, warmup, steps, examples_per_step, gpu, gpus):
                 [p[2] for p in points[1:]]))}
   result.update(gpu.summary(start, end, gpus))
   return result
+
+
+def _import_seconds():
+  """Seconds a bare `import tensorflow.compat.v1` takes here now (as the
+  programs import it: without Keras)."""
+  started = time.time()
+  children.run([sys.executable, '-c', 'import tensorflow.compat.v1'],
+               env=dict(cifar10_tutorial.USER_ENV, TF_USE_LEGACY_KERAS='1',
+                        TF_CPP_MIN_LOG_LEVEL='3'),
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  return time.time() - started
 
 
 def _evaluate(train_dir, data_dir):
@@ -510,18 +595,20 @@ def _bench(args, scratch):
         many, 100.0 * (large - small) / small))
 
   for kind, columns in (('sustained', SUSTAINED_COLUMNS),
-                        ('accuracy', ACCURACY_COLUMNS)):
+                        ('accuracy', ACCURACY_COLUMNS),
+                        ('ready', READY_COLUMNS)):
     if kind in args.parts:
       print('\n%s (whole runs: %s):' % (kind, ', '.join(args.runs)),
             flush=True)
       os.makedirs(args.checkpoint_dir, exist_ok=True)
-      runner.rounds(kind, RUNS, args.runs, data_dir,
-                    'examples_per_sec' if kind == 'sustained' else
-                    'precision_at_1', 'examples/s' if kind == 'sustained'
-                    else 'precision @ 1')
+      key, unit = {'sustained': ('examples_per_sec', 'examples/s'),
+                   'accuracy': ('precision_at_1', 'precision @ 1'),
+                   'ready': ('train_seconds', 's to the last checkpoint')}[kind]
+      runner.rounds(kind, RUNS, args.runs, data_dir, key, unit)
       summary[kind] = runner.table(
           kind, args.runs, columns,
-          'examples_per_sec' if kind == 'sustained' else None)
+          {'sustained': 'examples_per_sec',
+           'ready': 'train_seconds'}.get(kind), inverse=kind == 'ready')
       for name in args.runs:
         gpus = {r.get('gpu') for r in runner.results
                 if r['kind'] == kind and r['config'] == name}

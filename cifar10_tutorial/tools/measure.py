@@ -181,6 +181,10 @@ def train(name, args):
   k = train_graph.longest_run(cfg)
 
   def run(n):
+    if graph.loop is None:   # runs of one step: the step itself
+      for _ in range(n):
+        s.sess.run(graph.summary_step.train_op)
+      return
     for _ in range(0, n, k):
       s.sess.run(graph.loop, {graph.steps: min(k, n - _)})
 
