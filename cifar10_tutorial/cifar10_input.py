@@ -31,7 +31,6 @@ from cifar10_tutorial.core import records
 from cifar10_tutorial.core import summaries
 
 Record = collections.namedtuple('Record', ['key', 'label', 'uint8image'])
-DataError = records.DataError
 
 
 def read_cifar10(filename_queue):
@@ -303,15 +302,3 @@ def eval_queue(data_dir, batch_size, eval_data=True, num_threads=1,
                         num_threads, shuffle=False, num_epochs=1,
                         pipeline=pipeline, name='eval_input')
 
-
-def distorted_inputs(data_dir, batch_size, num_threads=None,
-                     pipeline='batched'):
-  """Training batches: (images [batch, 24, 24, 3], labels [batch])."""
-  return train_queue(data_dir, batch_size, num_threads,
-                     pipeline).dequeue(batch_size)
-
-
-def inputs(eval_data, data_dir, batch_size, pipeline='batched'):
-  """Eval batches in file order, one pass; the last batch may be smaller."""
-  return eval_queue(data_dir, batch_size, eval_data,
-                    pipeline=pipeline).dequeue(batch_size)

@@ -140,7 +140,8 @@ def test_eval_counts_exactly_num_examples_with_a_partial_last_batch(
   graph = evaluation.EvalGraph(_eval_cfg(trained_run, tmp_path,
                                          batch_size=7))
   assert graph.num_examples == 30
-  assert graph.precision_at_1(path) == _independent_precision(path, images, labels)
+  assert graph.run(path).precision_at_1 == _independent_precision(
+      path, images, labels)
 
 
 def test_second_run_resumes_at_the_saved_step(trained_run, tmp_path):

@@ -152,8 +152,8 @@ def test_eval_inputs_read_every_record_once_in_file_order(tiny_data,
                                                           pipeline):
   data_dir, _, (images, labels) = tiny_data   # 30 test records
   with tf.Graph().as_default():
-    batch = cifar10_input.inputs(True, data_dir, batch_size=8,
-                                 pipeline=pipeline)
+    batch = cifar10_input.eval_queue(data_dir, 8,
+                                     pipeline=pipeline).dequeue(8)
     batches = _run_queue(batch)
   assert [len(l) for _, l in batches] == [8, 8, 8, 6]
   np.testing.assert_array_equal(np.concatenate([l for _, l in batches]),
@@ -190,8 +190,8 @@ def test_unknown_pipeline_is_refused(tiny_data):
   assert "found 'fast'" in str(e.value)
 
 
-def test_distorted_inputs_give_training_batches(tiny_data):
+def test_the_training_queue_gives_distorted_batches(tiny_data):
   with tf.Graph().as_default():
-    images, labels = cifar10_input.distorted_inputs(tiny_data[0], 4, 1)
+    images, labels = cifar10_input.train_queue(tiny_data[0], 4, 1).dequeue(4)
     (got_images, got_labels), = _run_queue([images, labels], 1)
   assert got_images.shape == (4, 24, 24, 3) and got_labels.shape == (4,)

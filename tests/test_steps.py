@@ -82,7 +82,7 @@ def _train(runs, towers, prefetch):
         if run == 'summary':
           sess.run(graph.summary_step.train_op)
         else:
-          done, losses = sess.run(graph.loop, {graph.steps: run})
+          done, losses = sess.run(graph.loop, {graph.run_length: run})
           assert done == run and np.isfinite(losses).all()
       return sess.run(variables)
 
@@ -131,7 +131,7 @@ def _train_raw(runs, compiled, gpu=False):
       sess.run(graph.prime)
       losses = []
       for run in runs:
-        done, ran = sess.run(graph.loop, {graph.steps: run})
+        done, ran = sess.run(graph.loop, {graph.run_length: run})
         assert done == run
         losses.extend(ran)
       return sess.run(variables), np.array(losses)
@@ -202,7 +202,7 @@ def test_a_run_names_the_step_whose_loss_is_not_finite():
       sess.run([tf.global_variables_initializer(),
                 tf.local_variables_initializer(), fill])
       sess.run(scale.assign(scale * np.float32(1e30)))
-      done, losses = sess.run(graph.loop, {graph.steps: 10})
+      done, losses = sess.run(graph.loop, {graph.run_length: 10})
       step = sess.run(graph.global_step)
   # The run takes its 10 steps (on a GPU, waiting for each loss would stall
   # every step); the losses say where it went wrong, and the loop stops
@@ -280,7 +280,7 @@ def _two_ways(towers, batch, update, steps=3, tower_device='cpu'):
                 tf.local_variables_initializer(), fill])
       sess.run(start)   # before prime, which copies them to any replicas
       sess.run(graph.prime)
-      sess.run(graph.loop, {graph.steps: steps})
+      sess.run(graph.loop, {graph.run_length: steps})
       return sess.run(variables), saved
 
 
@@ -324,7 +324,7 @@ def _collective(replicas, steps=3):
           if i == 0:
             sess.run(start)
           sess.run(graph.prime)   # the chief's variables, to all
-          done, _ = sess.run(graph.loop, {graph.steps: steps})
+          done, _ = sess.run(graph.loop, {graph.run_length: steps})
           assert done == steps
           results[i] = (sess.run(variables),
                         sorted(v.op.name for v in graph.saved or

@@ -57,7 +57,7 @@ class EvalGraph(object):
                        'examples': self.num_examples,
                        'data': records.fingerprint(files)}
       if self.num_examples > queue.num_records:
-        raise cifar10_input.DataError(
+        raise records.DataError(
             '%s: --num_examples %d is more than the %d records there' %
             (cfg.data_dir, self.num_examples, queue.num_records))
       images, labels = queue.dequeue(cfg.batch_size)
@@ -77,10 +77,6 @@ class EvalGraph(object):
       self.config = tf.ConfigProto(device_count={'GPU': 0})
     else:
       self.config = tf.ConfigProto(allow_soft_placement=True)
-
-  def precision_at_1(self, checkpoint_path):
-    """Top-1 accuracy of the checkpoint's shadow weights on num_examples."""
-    return self.run(checkpoint_path).precision_at_1
 
   def run(self, checkpoint_path):
     """Precision @ 1 and the confusion matrix [true class, predicted class]
@@ -119,7 +115,7 @@ class EvalGraph(object):
         coord.request_stop()
         coord.join(threads, stop_grace_period_secs=10)
     if counted != self.num_examples:
-      raise cifar10_input.DataError('expected %d eval examples, read %d' %
+      raise records.DataError('expected %d eval examples, read %d' %
                                     (self.num_examples, counted))
     return Result(true_count / float(counted), confusion)
 
@@ -169,9 +165,6 @@ def _png_size(png):
   return height, width
 
 
-# The checkpoints listed in a train dir, resolved inside it (a copied or
-# moved run's list may name another folder).
-checkpoints = rundir.checkpoints
 RESULTS_NAME = rundir.RESULTS_NAME
 
 
@@ -267,7 +260,7 @@ def evaluate_once(cfg):
     log.error('error: %s: expected a train dir with checkpoints, found no '
               'such folder', cfg.checkpoint_dir)
     return {}
-  found = checkpoints(cfg.checkpoint_dir)
+  found = rundir.checkpoints(cfg.checkpoint_dir)
   if not found:
     log.error('error: no checkpoint in %s', cfg.checkpoint_dir)
     return {}
@@ -282,7 +275,7 @@ def evaluate_once(cfg):
           _report(step, results[step], 'already in %s' % cfg.eval_dir)
           return {step: results[step]}
         # Retried (soon) while it is there and not yet readable.
-        while (step, path) in checkpoints(cfg.checkpoint_dir):
+        while (step, path) in rundir.checkpoints(cfg.checkpoint_dir):
           if _evaluate(graph, writer, results, step, path, tries):
             break
           time.sleep(1)
@@ -309,7 +302,7 @@ def watch(cfg):
     with _summary_writer(graph, cfg.eval_dir) as writer:
       while True:
         todo = [(step, path) for step, path in
-                checkpoints(cfg.checkpoint_dir) if step not in done]
+                rundir.checkpoints(cfg.checkpoint_dir) if step not in done]
         if not todo and not waiting:
           log.info('waiting for a new checkpoint in %s (every %d s)%s',
                    cfg.checkpoint_dir, cfg.eval_interval_secs,

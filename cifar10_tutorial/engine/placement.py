@@ -92,7 +92,6 @@ class OneDevice(object):
   TensorFlow puts it (on the GPU if there is one)."""
 
   replicas = 1   # processes that each train this graph's towers
-  agreement = None   # Collective's: see there
   # Whether XLA compiles what `combine` builds (a compiled loop needs it).
   compiles_all_reduce = True
 

@@ -131,7 +131,7 @@ def run(graph, fetch, count, step):
     _, loss = fetch([graph.summary_step.train_op,
                      graph.summary_step.total_loss])
     return np.array([loss])
-  feed = {graph.steps: count}
+  feed = {graph.run_length: count}
   if graph.until is not None:   # others train too: stop where we would
     feed[graph.until] = step + count
   # A compiled loop is compiled again for each step count.

@@ -46,13 +46,15 @@ log = logging.getLogger('cifar10_tutorial')
 # all of them.
 DRAW_SEED = 20261130
 
-# What build_graph makes and train runs.
+# What build_graph makes and the loop runs; built with named fields, the
+# ones after summary_step optional.
 TrainGraph = collections.namedtuple('TrainGraph', [
     'global_step', 'examples_per_step',   # batch size x towers x processes
     'summary_step',   # a Step: one step that also computes the summaries
-    'steps',          # how many steps `loop` runs (fed)
+    'run_length',     # how many steps `loop` runs (fed); None: no loop
     'loop',           # (steps done, their losses); the losses are
-                      # checked after the run (a NaN does not stop it)
+                      # checked after the run (a NaN does not stop it).
+                      # None: each run is summary_step's update, alone
     'prime',          # runs once before the first step (fills the staging)
     'saved',          # the variables a checkpoint holds (None: all)
     'settings',       # what the run's math depends on, beyond the flags
@@ -62,7 +64,7 @@ TrainGraph = collections.namedtuple('TrainGraph', [
     'agreement',      # processes that train together: their vote to stop
                       # (placement.Agreement), run before each run; or None
     'inputs',         # an Inputs: what the steps read, for the input watch
-])
+], defaults=(None,) * 9)
 # The record files the training queue reads ([] for a test's queue), and
 # the op that closes it (cancelling its readers), so that a step waiting
 # for a batch that will never come returns.
@@ -406,15 +408,14 @@ def loop_graph(step, global_step, examples_per_step, prime=None,
   too: else each would finish its run of steps past --max_steps. `run`:
   run(count) builds a loop of its own, (steps done, their losses)."""
   summary_step = step(True)
+  made = dict(global_step=global_step, examples_per_step=examples_per_step,
+              summary_step=summary_step, prime=prime or tf.no_op(),
+              settings={})
   if not with_loop:
-    return TrainGraph(global_step, examples_per_step, summary_step, None,
-                      None, prime or tf.no_op(), None, {}, None, None, None,
-                      None)
+    return TrainGraph(**made)
   steps = tf.placeholder(tf.int32, [], name='steps_per_run')
   if run is not None:
-    return TrainGraph(global_step, examples_per_step, summary_step, steps,
-                      run(steps), prime or tf.no_op(), None, {}, None, None,
-                      None, None)
+    return TrainGraph(run_length=steps, loop=run(steps), **made)
   until = (tf.placeholder(global_step.dtype.base_dtype, [],
                           name='until_global_step') if bounded else None)
 
@@ -442,6 +443,5 @@ def loop_graph(step, global_step, examples_per_step, prime=None,
       [tf.constant(0),
        tf.TensorArray(tf.float32, size=steps, element_shape=[])],
       name='train_loop')
-  return TrainGraph(global_step, examples_per_step, summary_step, steps,
-                    (done, losses.stack()), prime or tf.no_op(), None, {},
-                    None, until, None, None)
+  return TrainGraph(run_length=steps, loop=(done, losses.stack()),
+                    until=until, **made)

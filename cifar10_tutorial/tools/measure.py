@@ -186,7 +186,7 @@ def train(name, args):
         s.sess.run(graph.summary_step.train_op)
       return
     for _ in range(0, n, k):
-      s.sess.run(graph.loop, {graph.steps: min(k, n - _)})
+      s.sess.run(graph.loop, {graph.run_length: min(k, n - _)})
 
   with _Session(config) as s:
     started = time.time()
@@ -264,11 +264,11 @@ def trace(name, args):
     s.sess.run(graph.prime)
     for _ in range(3):   # compile each kind of run
       s.sess.run(summary_fetches)
-      s.sess.run(graph.loop, {graph.steps: k})
-      s.sess.run(graph.loop, {graph.steps: 1})
+      s.sess.run(graph.loop, {graph.run_length: k})
+      s.sess.run(graph.loop, {graph.run_length: 1})
     for what, fetch, feed, steps in (
-        ('loop', graph.loop, {graph.steps: k}, k),
-        ('one_step', graph.loop, {graph.steps: 1}, 1),
+        ('loop', graph.loop, {graph.run_length: k}, k),
+        ('one_step', graph.loop, {graph.run_length: 1}, 1),
         ('summary_step', summary_fetches, None, 1)):
       repeats = max(3, args.steps // steps)
       started = time.time()
