@@ -93,7 +93,7 @@ def _private_network(cfg, towers):
       log.warning('warning: this machine allows no private network (%s): '
                   'the towers\' processes listen on every interface, '
                   'unauthenticated, as --allow_open_ports asks', e)
-      return None
+      return private_net.start(isolate=False)   # the guard alone
     log.warning('warning: this machine allows no private network for a '
                 'process per tower (%s): training the %d towers in one '
                 'process instead (--variable_update replicated), which opens '

@@ -153,7 +153,11 @@ def test_predict_says_which_files_failed_and_still_classifies_the_rest(
   # Small files that declare huge images ("decompression bombs").
   png, gif = tmp_path / 'bomb.png', tmp_path / 'bomb.gif'
   png.write_bytes(_png_header(30000, 30000))
-  gif.write_bytes(b'GIF89a' + struct.pack('<HH', 60000, 60000) + bytes(40))
+  # A 1 x 1 screen (what a GIF's header declares) holding a 20000 x 20000
+  # frame, and a version no standard has: the decoder takes both.
+  gif.write_bytes(b'GIF80a' + struct.pack('<HHBBB', 1, 1, 0, 0, 0) +
+                  b'\x2c' + struct.pack('<HHHHB', 0, 0, 20000, 20000, 0) +
+                  b'\x02\x02\x44\x01\x00\x3b')
   good = os.path.join(converted['src'], 'test', 'blue', '00.png')
   result = run_module('own_images.predict', '--data_dir',
                       trained_run['data_dir'],
@@ -166,7 +170,7 @@ def test_predict_says_which_files_failed_and_still_classifies_the_rest(
       'error: %s: expected an image of at most 100 megapixels, found one of '
       '30000 x 30000 pixels' % png,
       'error: %s: expected an image of at most 100 megapixels, found one of '
-      '60000 x 60000 pixels' % gif]
+      '20000 x 20000 pixels' % gif]
   assert not re.search(r'^[IWEF]\d{4} ', result.stderr, re.M), result.stderr
   assert lines[:3] == [
       'error: %s: expected an image file, found an empty file' % empty,

@@ -724,6 +724,25 @@ def _digests(folder):
   return found
 
 
+@pytest.mark.parametrize('stored, found', [
+    ('null', 'found null'), ('[]', 'found a list'),
+    ('{"earlier_starts": 5}', 'found an object without a list of earlier '
+     'starts'),
+    ('{"earlier_starts": [3]}', 'found an object without a list'),
+    ('folder', 'in a file, found a folder')])
+def test_settings_that_are_not_the_runs_are_one_line(tmp_path, stored,
+                                                     found):
+  path = tmp_path / rundir.CONFIG_NAME
+  if stored == 'folder':
+    path.mkdir()
+  else:
+    path.write_text(stored)
+  with pytest.raises(rundir.RunDirError) as e:
+    rundir.check_start(str(tmp_path), {}, 5)
+  assert found in str(e.value) and str(e.value).endswith(
+      'move it away to resume without checking the settings')
+
+
 def test_a_refused_start_writes_nothing_and_is_not_taken_for_the_run(
     tiny_data, tmp_path):
   data_dir, train_dir = tiny_data[0], str(tmp_path / 'train')
@@ -764,7 +783,8 @@ def test_another_programs_checkpoint_is_named_and_its_folder_left_alone(
   assert _digests(folder) == before   # not even a lock file
 
 
-@pytest.mark.parametrize('fault', ['unwritable', 'deleted', 'moved'])
+@pytest.mark.parametrize('fault', ['unwritable', 'deleted', 'moved',
+                                   'replaced'])
 def test_a_train_dir_lost_mid_run_is_one_line(tiny_data, tmp_path, fault):
   train_dir = str(tmp_path / 'train')
   if fault == 'unwritable':
@@ -774,11 +794,13 @@ def test_a_train_dir_lost_mid_run_is_one_line(tiny_data, tmp_path, fault):
                       capture_output=True).returncode:
       pytest.skip('chattr +i is not allowed here')
     subprocess.run(['chattr', '-i', str(probe)])
+  # A save every 20 steps, the fault made just after one is written: a
+  # save under way as a folder is swapped would land in the new one.
   run = Running('cifar10_train', '--data_dir', tiny_data[0], '--train_dir',
                 train_dir, '--batch_size', '4', '--log_frequency', '5',
-                '--save_checkpoint_steps', '5')
+                '--save_checkpoint_steps', '20')
   try:
-    run.wait_for('saved checkpoint at step 5')
+    run.wait_for('saved checkpoint at step 20')
     if fault == 'unwritable':
       subprocess.run(['chattr', '+i', train_dir], check=True)
     elif fault == 'deleted':
@@ -786,6 +808,8 @@ def test_a_train_dir_lost_mid_run_is_one_line(tiny_data, tmp_path, fault):
         shutil.rmtree(train_dir, ignore_errors=True)
     else:
       os.rename(train_dir, train_dir + '.moved')
+      if fault == 'replaced':   # another folder made where it was
+        os.mkdir(train_dir)
     assert run.proc.wait(timeout=60) == 1, run.output
   finally:
     run.stop()
@@ -797,7 +821,13 @@ def test_a_train_dir_lost_mid_run_is_one_line(tiny_data, tmp_path, fault):
                      r'to, found no permission to write there; the checkpoint '
                      r'of step \d+ was not written, the last complete one is '
                      r'\S+ \(step \d+\)$' % re.escape(train_dir), last), last
-    assert rundir.resume_point(train_dir)[1] >= 5
+    assert rundir.resume_point(train_dir)[1] >= 20
+  elif fault == 'replaced':
+    assert re.search(r'error: %s: expected the run\'s folder, found another '
+                     r'folder in its place \(deleted or moved while the '
+                     r'program ran\); the checkpoint of step \d+ was not '
+                     r'written$' % re.escape(train_dir), last), last
+    assert os.listdir(train_dir) == []   # nothing written into the new one
   else:
     assert re.search(r'error: %s: expected the folder to stay where it was, '
                      r'found it gone \(deleted or moved while the program '

@@ -24,6 +24,7 @@ if __name__ == '__main__':
 
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,6 +33,7 @@ import threading
 import time
 
 from cifar10_tutorial.cluster import private_net
+from cifar10_tutorial.cluster import worker
 from cifar10_tutorial.core import children
 from cifar10_tutorial.core import errors
 from cifar10_tutorial.core import stopping
@@ -53,6 +55,12 @@ def free_ports(n):
       s.close()
 
 
+# What a task says when it stops before its work is underway (stopping.py,
+# program.py).
+_QUICK_STOP = re.compile(r'(^|\] |\d\d:\d\d:\d\d )stopped \([\w-]+\)'
+                         r'( before training started)?$')
+
+
 class Task(object):
   """One process of the cluster, its lines prefixed with its name."""
 
@@ -70,6 +78,8 @@ class Task(object):
 
   def _relay(self):
     for line in self.proc.stdout:
+      if stopping.requested() and _QUICK_STOP.search(line):
+        continue   # the launcher's own line said it: not once per task
       with self._print_lock:
         sys.stdout.write('%s | %s' % (self.name, line))
         sys.stdout.flush()
@@ -119,6 +129,8 @@ def state(pid):
 
 
 def _describe(code):
+  if code is None:
+    return 'no exit (killed)'
   return ('killed by signal %d' % -code if code < 0 else
           'exit status %d' % code)
 
@@ -167,7 +179,7 @@ def launch(cfg):
     log.warning('warning: this machine allows no private network (%s): the '
                 'tasks listen on every interface, unauthenticated, as '
                 '--allow_open_ports asks', e)
-    net = None
+    net = private_net.start(isolate=False)   # the guard alone
   return run(cfg, flags.to_argv(cfg, flags.TRAINING + flags.CLUSTER),
              cfg.workers, cfg.ps, [gpus[i % len(gpus)] if gpus else None
                                    for i in range(cfg.workers)],
@@ -249,22 +261,28 @@ def _start(cfg, argv, workers, ps, gpus, names, net, servers, tasks):
              ', '.join(names), ', '.join(worker_hosts), names[0],
              cfg.train_dir)
   private = net.environment() if net else {}
-  if net:
+  if net and net.isolated:
     log.info('the tasks run in a network of their own, loopback only: '
              'nothing outside them reaches their ports')
   nccl = nccl_meeting_point(ps, gpus)
+  # Each task calls itself by the name its lines are prefixed with.
+  private[worker.NAMES_VARIABLE] = ','.join(names)
   stopping.work_underway()   # a stop request goes on to the tasks
   for i in range(ps):
     servers.append(Task('ps %d' % i, ['--job_name', 'ps', '--task_index',
                                       str(i)] + common,
                         env=dict(_sees(None), **private)))
+    if net:
+      net.watch(servers[-1].proc.pid)
   for i in range(workers):
     tasks.append(Task(names[i], ['--job_name', 'worker', '--task_index',
                                  str(i)] + common,
                       env=dict(_sees(gpus[i]), **nccl, **private)))
+    if net:
+      net.watch(tasks[-1].proc.pid)
   return _Supervisor(servers, tasks, all_reduce=not ps,
                      every_step=not ps or getattr(cfg, 'sync_replicas',
-                                                  False)).run()
+                                                  False), net=net).run()
 
 
 class _Supervisor(object):
@@ -273,9 +291,14 @@ class _Supervisor(object):
   (asynchronous), or, where every step waits for every worker (all-reduce,
   synchronous), they are stopped."""
 
-  def __init__(self, servers, workers, all_reduce, every_step):
+  def __init__(self, servers, workers, all_reduce, every_step, net=None):
     self.servers, self.workers, self.chief = servers, workers, workers[0]
+    self.net = net   # its holder guards the tasks should this process die
     self.all_reduce, self.every_step = all_reduce, every_step
+    # Synchronous steps on parameter servers: the chief's last step needs a
+    # batch from every worker, so the others are asked to stop only once
+    # the chief has checkpointed (all-reduce processes vote instead).
+    self.chief_first = every_step and not all_reduce
     self.stop_at = None   # once the workers were asked to stop
     self.fault = False    # stopped for a lost or stopped task
     self.exited, self.named = set(), set()
@@ -298,16 +321,21 @@ class _Supervisor(object):
     return self._finish()
 
   def stop(self, signum):
-    """Asks every worker to stop (the chief checkpoints); wakes a stopped
-    parameter server, whose variables the chief's checkpoint needs."""
+    """Asks the workers to stop (the chief checkpoints; with synchronous
+    steps the others go on until it has); wakes every stopped task: a
+    parameter server's variables are in the chief's checkpoint."""
     for task in self.workers:
-      task.ask_to_stop(signum)
+      if task is self.chief or not self.chief_first:
+        task.ask_to_stop(signum)
+      task.signal(signal.SIGCONT)
     for task in self.servers:
       task.signal(signal.SIGCONT)
     self.stop_at = time.time() + STOP_SECS
 
   def _look(self):
     now = time.time()
+    if self.net:
+      self.net.wake()   # a stopped guard guards nothing
     for task in self.workers + self.servers:
       code = task.proc.poll()
       if code is not None:
@@ -373,24 +401,27 @@ class _Supervisor(object):
     def wait(task, secs):
       task.wait(min(secs, end - time.time()) if end else secs)
 
-    settle = time.time() + 5
+    code = self.chief.wait(min(10, end - time.time()) if end else 10)
+    # The others stop at the chief's last global step by themselves; after
+    # a chief that failed (a refused start, say) they are asked at once.
+    settle = time.time() + (5 if code == 0 else 0)
     while (time.time() < min(settle, end or settle) and
            any(t.proc.poll() is None for t in self.workers[1:])):
       time.sleep(0.2)
     for task in self.workers[1:]:
-      task.ask_to_stop(signal.SIGINT)
+      task.ask_to_stop(signal.SIGTERM)
     for task in self.workers[1:]:
-      wait(task, 20)
+      wait(task, 20 if code == 0 else 5)
     for task in self.servers:
       task.ask_to_stop(signal.SIGTERM)
       wait(task, 10)
-    code = self.chief.wait(min(10, end - time.time()) if end else 10)
-    if code == -signal.SIGKILL and stopping.requested():
-      code = -stopping.requested()   # killed by us, on the user's signal
     log.info('%s: the chief ended with %s', 'all-reduce done' if
              self.all_reduce else 'cluster done', _describe(code))
-    if self.fault and code and not stopping.requested():
-      return 1   # stopped for a fault: an error, not the user's signal
+    if stopping.requested() and code:
+      return 128 + stopping.requested()   # the user's signal, whatever the
+      # chief's own was (it got SIGTERM for a SIGHUP, or was killed late)
+    if self.fault and code:
+      return 1   # stopped for a fault: an error
     return code if code >= 0 else 128 - code
 
 

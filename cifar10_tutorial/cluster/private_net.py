@@ -9,8 +9,9 @@ process per GPU) run in a network namespace of their own whose only
 interface is its own loopback: they reach each other, nothing outside
 reaches them (not even this machine's other processes on 127.0.0.1).
 
-    net = private_net.start()          # None where the kernel refuses
-    children.start(argv, env=dict(env, **net.environment()))
+    net = private_net.start()          # Unavailable where the kernel refuses
+    task = children.start(argv, env=dict(env, **net.environment()))
+    net.watch(task.pid)                # its group, if the launcher is killed
     # the started program, first thing: private_net.join()
 
 The namespace is made by a small process of its own (`hold`), which the
@@ -19,19 +20,31 @@ single-threaded to change namespaces). As root, a network namespace
 alone; otherwise within a user namespace that maps the user to itself
 (files, GPUs and signals work as before), where the kernel allows one to
 unprivileged users. Linux only.
+
+The same process is the tasks' guardian (`start(isolate=False)` for that
+alone): should the launcher end without stopping them (`kill -9`), it
+wakes each task's group (a stopped task cannot act on the kernel's
+parent-gone signal until it is continued), lets them stop as on SIGTERM,
+and kills what is left after GUARD_SECS.
 """
 import ctypes
 import errno
 import fcntl
 import os
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import time
 
 from cifar10_tutorial.core import children
 
 VARIABLE = 'CIFAR10_PRIVATE_NET'   # /proc/<holder>/ns, for the tasks
+# How long the tasks of a launcher that is gone get to stop by themselves
+# (the chief checkpoints) before they are killed: within a program's own
+# 25 s of grace (stopping.py).
+GUARD_SECS = 23
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
@@ -95,48 +108,111 @@ def _unshare():
     raise Unavailable('; '.join(tried))
 
 
-def hold():
-  """The holder: makes the namespace, says `ready` (or `unavailable:
-  why`) on stdout, then keeps it until its stdin ends (the launcher is
-  done or gone) or its parent ends."""
-  children.follow_parent()   # SIGUSR1, deadly by default, if it ends
-  try:
-    _unshare()
-  except Unavailable as e:
-    print('unavailable: %s' % e, flush=True)
-    return 1
+def hold(isolate=True):
+  """The holder: makes the namespace (if `isolate`), says `ready` (or
+  `unavailable: why`) on stdout, then keeps it while the launcher writes
+  the process groups to watch (`watch PGID` lines) on its stdin. When that
+  ends without `done` (the launcher is gone), it guards them (guard)."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)   # the launcher's to handle
+  if isolate:
+    try:
+      _unshare()
+    except Unavailable as e:
+      print('unavailable: %s' % e, flush=True)
+      return 1
   print('ready', flush=True)
-  sys.stdin.read()
+  groups = []
+  for line in sys.stdin:
+    if line.strip() == 'done':
+      return 0
+    if line.startswith('watch ') and line.split()[1].isdigit():
+      groups.append(int(line.split()[1]))
+  guard(groups)
   return 0
 
 
-class Network(object):
-  """A namespace kept by a holder process; `close()` ends the holder (the
-  namespace goes when its last task does)."""
+def _alive(group):
+  try:
+    os.killpg(group, 0)
+    return True
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
 
-  def __init__(self, holder):
+
+def guard(groups, grace=GUARD_SECS):
+  """Wakes the process `groups` (SIGCONT: a stopped task then acts on its
+  pending parent-gone signal, a trainer stopping as on SIGTERM), waits up
+  to `grace` seconds for them to end, and kills what is left."""
+  for group in groups:
+    try:
+      os.killpg(group, signal.SIGTERM)
+      os.killpg(group, signal.SIGCONT)
+    except OSError:
+      pass
+  deadline = time.time() + grace
+  while time.time() < deadline and any(_alive(g) for g in groups):
+    time.sleep(0.2)
+  for group in groups:
+    try:
+      os.killpg(group, signal.SIGKILL)
+    except OSError:
+      pass
+
+
+class Network(object):
+  """A namespace kept by a holder process, which also guards the tasks
+  (`watch`); `close()` ends the holder once the launcher has stopped them
+  itself (the namespace goes when its last task does)."""
+
+  def __init__(self, holder, isolated=True):
     self._holder = holder
+    self.isolated = isolated
     self.path = '/proc/%d/ns' % holder.pid
 
   def environment(self):
     """What a task's environment needs to join the namespace."""
-    return {VARIABLE: self.path}
+    return {VARIABLE: self.path} if self.isolated else {}
+
+  def watch(self, group):
+    """Process group `group` is to be stopped, and killed, if the
+    launcher ends without doing so."""
+    try:
+      self._holder.stdin.write('watch %d\n' % group)
+      self._holder.stdin.flush()
+    except (OSError, ValueError):
+      pass   # the holder is gone: the launcher still kills its tasks
+
+  def wake(self):
+    """SIGCONT for the holder, which a stopped one needs to guard."""
+    try:
+      os.kill(self._holder.pid, signal.SIGCONT)
+    except OSError:
+      pass
 
   def close(self):
+    try:
+      self._holder.stdin.write('done\n')
+      self._holder.stdin.close()
+    except (OSError, ValueError):
+      pass
     children.kill(self._holder)
 
 
-def start():
-  """A private network for a cluster's tasks (a Network), or Unavailable
-  saying why this machine allows none."""
+def start(isolate=True):
+  """A private network for a cluster's tasks, kept and guarded by a
+  holder process (a Network); Unavailable, saying why, where this machine
+  allows none. `isolate` False: the guard alone (no namespace)."""
   holder = children.start(
-      [sys.executable, '-m', 'cifar10_tutorial.cluster.private_net'],
-      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+      [sys.executable, '-m', 'cifar10_tutorial.cluster.private_net'] +
+      ([] if isolate else ['--guard']), stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
   said = holder.stdout.readline().strip()
   if said != 'ready':
     children.kill(holder)
     raise Unavailable(said.split(': ', 1)[-1] or 'the holder process ended')
-  return Network(holder)
+  return Network(holder, isolate)
 
 
 def join(environ=os.environ):
@@ -174,4 +250,4 @@ def joined():
 
 
 if __name__ == '__main__':
-  sys.exit(hold())
+  sys.exit(hold(isolate='--guard' not in sys.argv[1:]))

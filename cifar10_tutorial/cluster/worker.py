@@ -123,7 +123,21 @@ def role(cfg, environ=os.environ):
   return found
 
 
+# The workers' names where the launcher gives them (the multi-GPU trainer's
+# processes are 'tower 0', 'tower 1', ...): the same as in its prefixes.
+NAMES_VARIABLE = 'CIFAR10_WORKER_NAMES'
+
+
+def _worker_names(r, environ=os.environ):
+  given = environ.get(NAMES_VARIABLE, '').split(',')
+  if len(given) == len(r.workers) and all(given):
+    return given
+  return ['worker %d' % i for i in range(len(r.workers))]
+
+
 def name(r):
+  if r.job == 'worker':
+    return _worker_names(r)[r.index]
   return '%s %d' % (r.job, r.index)
 
 
@@ -350,7 +364,7 @@ def compiled_all_reduce(cfg, gpu, environ=os.environ):
 def peers(r):
   """The other tasks of `r`'s cluster, by name, for messages."""
   mine = name(r)
-  return [n for n in (['worker %d' % i for i in range(len(r.workers))] +
+  return [n for n in (_worker_names(r) +
                       ['ps %d' % i for i in range(len(r.ps))]) if n != mine]
 
 

@@ -79,6 +79,29 @@ def _write_graph_text(graph_def, train_dir):
         pass
 
 
+def _moved(train_dir, folder, step):
+  """A RunDirError if `train_dir` is no longer the run's `folder` (an
+  _identity): gone, or another folder in its place; else None."""
+  now = _identity(train_dir)
+  if now == folder:
+    return None
+  return rundir.RunDirError(
+      '%s: expected %s, found %s (deleted or moved while the program ran); '
+      'the checkpoint of step %d was not written' % (
+          train_dir, 'the folder to stay where it was' if now is None else
+          'the run\'s folder', 'it gone' if now is None else
+          'another folder in its place', step))
+
+
+def _identity(folder):
+  """(device, inode) of `folder`, or None if it is gone."""
+  try:
+    info = os.stat(folder)
+  except OSError:
+    return None
+  return info.st_dev, info.st_ino
+
+
 class Snapshot(object):
   """A copy of the saved variables beside each of them, and a Saver that
   writes the copies under the variables' names: the checkpoint of a step,
@@ -123,6 +146,7 @@ class Checkpoints(object):
     self._saved_step, self._saved_time = None, time.time()
     self._meta_graph = None   # the .meta's bytes, the same for every save
     self._writing = None   # a save in a thread: (thread, step, its error)
+    self._folder = _identity(train_dir)   # the run's folder, not its name
 
   def due(self, step):
     """Whether a checkpoint is due at `step`: a multiple of `steps` was
@@ -139,6 +163,11 @@ class Checkpoints(object):
       return
     self.wait()
     train_dir = self._train_dir
+    moved = _moved(train_dir, self._folder, step)
+    if moved and _identity(train_dir):
+      # The run's folder moved away and another made at its name: never
+      # write into that one (another trainer may hold it). Gone: below.
+      raise moved
     try:
       free = shutil.disk_usage(train_dir).free
     except OSError as e:   # the train dir deleted or moved under the run
@@ -196,6 +225,9 @@ class Checkpoints(object):
     it; a failure leaves the last complete checkpoint listed, and nothing
     of this one."""
     train_dir = self._train_dir
+    moved = _moved(train_dir, self._folder, step)
+    if moved:   # since save() was called
+      raise moved
     try:
       self._snapshot.saver.save(self._sess, self._prefix, global_step=step,
                                 write_meta_graph=False)
@@ -214,10 +246,18 @@ class Checkpoints(object):
             os.remove(leftover)
           except OSError:
             pass   # an immutable folder, say: the next trainer removes it
+      if _identity(train_dir) != self._folder:
+        # Gone under the save (TensorFlow makes the folders of the files it
+        # writes: an empty one it made again is removed).
+        try:
+          os.rmdir(train_dir)
+        except OSError:
+          pass
+        raise rundir.RunDirError(
+            '%s: expected the folder to stay where it was, found it gone '
+            '(deleted or moved while the program ran); the checkpoint of '
+            'step %d was not written' % (train_dir, step))
       problem = rundir.disk_problem(train_dir, e)
-      if problem and not os.path.isdir(train_dir):
-        raise rundir.RunDirError('%s; the checkpoint of step %d was not '
-                                 'written' % (problem, step))
       if problem:
         path, last = rundir.latest(train_dir)
         raise rundir.RunDirError('%s; the checkpoint of step %d was not '

@@ -101,6 +101,7 @@ class _Training(object):
     self.checkpoint_secs = checkpoint_secs
     self.checkpoint_steps = checkpoint_steps
     self.start = None   # config.json's new content, once a run has trained
+    self.lock = None    # the train dir's (rundir.Lock), kept once written
 
   def lead(self):
     """The chief, or a trainer alone: holds the train dir, resumes or
@@ -119,11 +120,13 @@ class _Training(object):
             **graph.settings), step,
                                         getattr(cfg, 'allow_changed_settings',
                                                 False))
-      lock.keep()
+      if path:   # an existing run: its folder and lock file stay
+        lock.keep()
       rundir.remove_leftovers(cfg.train_dir)
       rundir.check_list(cfg.train_dir)
       if path:
         rundir.relist(cfg.train_dir, step)
+      self.lock = lock   # kept once the run writes its first file
       if step >= cfg.max_steps:
         log.info('%s is already at step %d (--max_steps %d): nothing to do',
                  path, step, cfg.max_steps)
@@ -202,8 +205,6 @@ class _Training(object):
     if writes or path:
       saver = tf.train.Saver(graph.saved, **saving)
     if writes:
-      writer, checkpoint_bytes, graph_text = checkpoints.start_files(graph,
-                                                                     cfg)
       # Checkpoints are written from a copy, while training goes on.
       snapshot = checkpoints.Snapshot(graph.saved or tf.global_variables(),
                                       **saving)
@@ -236,8 +237,15 @@ class _Training(object):
       watch = (input_watch.InputWatch(graph.inputs, coord, sess)
                if graph.inputs else None)
       saves = None
-      stopping.work_underway()   # a stop request now finishes a step
+      # From here a stop request finishes a step and checkpoints; before,
+      # it stops at once, and a new run leaves nothing.
+      stopping.work_underway()
       try:
+        if writes:
+          if self.lock:
+            self.lock.keep()   # the run's first files: the folder is the run's
+          writer, checkpoint_bytes, graph_text = checkpoints.start_files(
+              graph, cfg)
         fetch(graph.prime)   # all-reduce: the chief's variables, to all
         step = fetch(graph.global_step)
         if writes:

@@ -404,14 +404,17 @@ def check_start(train_dir, settings, step, allow_changed=False):
   """
   path = os.path.join(train_dir, CONFIG_NAME)
   earlier = []
+  what = 'the settings of each start of the run'
+  missing = object()
   try:
-    stored = read_json(path, 'the settings of each start of the run',
-                       None) if step else None
+    stored = read_json(path, what, missing) if step else missing
+    if stored is not missing:
+      _check_starts(path, what, stored)
   except RunDirError as e:
     raise RunDirError('%s; move it away to resume without checking the '
                       'settings' % e)
-  if isinstance(stored, dict):
-    earlier = stored.pop('earlier_starts', []) + [stored]
+  if stored is not missing:
+    earlier = stored.pop('earlier_starts') + [stored]
     last = earlier[-1]
     changed = ['%s %s (the run has %s)' % (_LABELS[k], _show(settings.get(k)),
                                            _show(last[k]))
@@ -426,6 +429,23 @@ def check_start(train_dir, settings, step, allow_changed=False):
       log.warning('%s: going on with changed settings: %s', train_dir,
                   ', '.join(changed))
   return dict(settings, start_step=step, earlier_starts=earlier)
+
+
+def _check_starts(path, what, stored):
+  """RunDirError unless `stored` is what record_start writes: an object of
+  settings whose `earlier_starts` is a list of such objects."""
+  starts = stored.get('earlier_starts') if isinstance(stored, dict) else None
+  if not (isinstance(starts, list) and
+          all(isinstance(s, dict) for s in starts)):
+    raise RunDirError('%s: expected %s (an object with its earlier_starts), '
+                      'found %s' % (path, what, _kind(stored)))
+
+
+def _kind(value):
+  if isinstance(value, dict):
+    return 'an object without a list of earlier starts'
+  return {list: 'a list', str: 'a string', type(None): 'null', bool:
+          'true or false'}.get(type(value), 'a number')
 
 
 def record_start(train_dir, start):
@@ -463,7 +483,11 @@ def read_json(path, what, default):
       return json.loads(f.read().decode('utf-8'))
   except FileNotFoundError:
     return default
-  except (ValueError, UnicodeDecodeError) as e:
+  except OSError as e:   # a folder of that name, no permission to read ...
+    raise RunDirError('%s: expected %s in a file, found %s' % (
+        path, what, 'a folder' if os.path.isdir(path) else
+        (e.strerror or str(e)).lower()))
+  except (ValueError, UnicodeDecodeError, RecursionError) as e:
     raise RunDirError('%s: expected %s as JSON, found %s' % (
         path, what, 'binary data' if isinstance(e, UnicodeDecodeError)
-        else 'a damaged file (%s)' % e))
+        else 'a damaged file (%s)' % errors.reason(e)))

@@ -52,9 +52,11 @@ def declared_size(data):
   try:
     if data.startswith(b'\x89PNG\r\n\x1a\n'):
       return struct.unpack('>II', data[16:24])
-    if data[:6] in (b'GIF87a', b'GIF89a'):
-      return struct.unpack('<HH', data[6:10])
+    if data.startswith(b'GIF'):   # any version: the decoder takes them
+      return _gif_size(data)
     if data.startswith(b'BM'):
+      if struct.unpack('<I', data[14:18])[0] == 12:   # OS/2's core header
+        return struct.unpack('<HH', data[18:22])
       width, height = struct.unpack('<ii', data[18:26])
       return abs(width), abs(height)
     if data.startswith(b'\xff\xd8'):
@@ -64,12 +66,35 @@ def declared_size(data):
   return None
 
 
+def _gif_size(data):
+  """The largest (width, height) of a GIF: its screen's, or any frame's
+  that reaches further (a frame may be larger than the screen), as the
+  decoder allocates them."""
+  width, height, packed = struct.unpack('<HHB', data[6:11])
+  i = 13 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)
+  while i < len(data):
+    kind = data[i]
+    if kind == 0x2C:   # a frame: left, top, width, height
+      left, top, w, h, packed = struct.unpack('<HHHHB', data[i + 1:i + 10])
+      width, height = max(width, left + w), max(height, top + h)
+      i += 10 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0) + 1
+    elif kind == 0x21:   # an extension: its label, then sub-blocks
+      i += 2
+    else:   # the trailer, or what the decoder will refuse
+      break
+    while i < len(data) and data[i]:   # data sub-blocks, to the empty one
+      i += data[i] + 1
+    i += 1
+  return width, height
+
+
 def _jpeg_size(data):
   """(width, height) from a JPEG's frame header (SOFn), or None."""
   i = 2
   while i + 9 < len(data):
-    if data[i] != 0xFF:
-      return None
+    if data[i] != 0xFF:   # junk between segments: libjpeg skips it too
+      i += 1
+      continue
     marker = data[i + 1]
     if marker == 0xFF:   # fill byte
       i += 1

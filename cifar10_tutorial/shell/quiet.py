@@ -60,6 +60,12 @@ _NOISE = [
                rb'Aborting \w+'),
     re.compile(rb'^E\d{4} .*base_collective_executor\.cc:\d+\] '
                rb'BaseCollectiveExecutor::StartAbort'),
+    re.compile(rb'^E\d{4} .*master_session\.cc:\d+\] Bad status from '
+               rb'collective_executor_mgr->RefreshStepIdSequence'),
+    # A dequeue cancelled as a session closes (the run-done and sync-token
+    # queues): the stop it belongs to is said by the program.
+    re.compile(rb'^W\d{4} .*queue_base\.cc:\d+\] \w+: Skipping cancelled '
+               rb'dequeue attempt with queue not closed'),
     re.compile(rb'^E\d{4} .*collective_(param_resolver|executor_mgr|'
                rb'rma_distributed)\w*\.cc:\d+\] .*(abort|Abort|UNAVAILABLE|'
                rb'DEADLINE_EXCEEDED|CANCELLED|peer)'),
@@ -73,8 +79,11 @@ _NOISE = [
                rb'aborting with status: (NOT_FOUND|PERMISSION_DENIED|'
                rb'RESOURCE_EXHAUSTED|FAILED_PRECONDITION|UNAVAILABLE): '
                rb'(.*\.bin|.*model\.ckpt[^;]*);'),
-    # libjpeg's own line for such a file (a JPEG header and nothing after).
+    # libjpeg's own lines for such files (a JPEG header and nothing after,
+    # junk inside), and its refusal of a huge one: predict says so itself.
     re.compile(rb'^Improper call to JPEG library in state \d+$'),
+    re.compile(rb'^Corrupt JPEG data: .*'),
+    re.compile(rb'^E\d{4} .*jpeg_mem\.cc:\d+\] Image too large'),
     # A checkpoint save or restore that fails (a full or read-only disk, a
     # cut or damaged file): the trainer and eval say so in one line, naming
     # the file or folder and what they do about it.
@@ -86,7 +95,7 @@ _NOISE = [
                rb'Local rendezvous is aborting with status: INVALID_ARGUMENT: '
                rb'(Unknown image file format|Invalid (JPEG|PNG|GIF|BMP)|'
                rb'(jpeg|png|gif|bmp)|(PNG|JPEG|GIF|BMP) size too large|'
-               rb'.*[Ii]mage .*too large))'),
+               rb'.*[Ii]mage .*too large|Incomplete bmp content|.*bmp .*))'),
 ]
 # On a GPU: the package sets TF_FORCE_GPU_ALLOW_GROWTH (GPU memory taken as
 # needed), and TensorFlow warns that the variable overrides its setting.
