@@ -15,17 +15,24 @@ if __name__ == '__main__':
   from cifar10_tutorial.shell import quiet
   quiet.install(program='cifar10_eval', doc=__doc__)   # --help before TensorFlow
 
+import logging
 import sys
 
 from cifar10_tutorial import cifar10
 from cifar10_tutorial.engine import evaluation
+from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import rundir
 from cifar10_tutorial.shell import program
+
+log = logging.getLogger('cifar10_tutorial')
 
 
 def evaluate(cfg):
   """The latest checkpoint once (--run_once), else each new one; exit 1 if
   nothing could be evaluated."""
+  slow = machine.precision_warning_for(cfg)
+  if slow:
+    log.warning('warning: %s', slow)
   if cfg.run_once:
     return 0 if evaluation.evaluate_once(cfg) else 1
   evaluation.watch(cfg)

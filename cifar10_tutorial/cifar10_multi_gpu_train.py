@@ -14,7 +14,7 @@ update. Where the variables live and how the gradients are combined is
   compiled loop and its own copy of the variables; every step one NCCL
   all-reduce, compiled into the loop's XLA program, sums the towers'
   gradients. The processes are an all-reduce cluster on this machine's
-  loopback (cluster/launch.py, cluster/worker.py): their lines are
+  loopback (cluster/replicas.py, cluster/worker.py): their lines are
   prefixed `tower i |`, and tower 0 writes the checkpoints.
 - cpu (the tutorial's, and the default without GPUs): one input pipeline
   fills one example queue; the variables live once on the CPU, where the
@@ -39,13 +39,14 @@ import os
 import sys
 
 from cifar10_tutorial import cifar10
-from cifar10_tutorial.cluster import launch
 from cifar10_tutorial.cluster import private_net
+from cifar10_tutorial.cluster import replicas
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import errors
 from cifar10_tutorial.engine import loop
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import rundir
+from cifar10_tutorial.engine import settings
 from cifar10_tutorial.shell import flags
 from cifar10_tutorial.shell import program
 
@@ -55,29 +56,25 @@ log = logging.getLogger('cifar10_tutorial')
 def train(cfg):
   """Builds the towers and trains them to --max_steps."""
   devices, cpu_devices = machine.tower_devices(cfg.num_gpus, cfg.tower_device)
-  gpu = machine.on_gpu(devices)
-  cfg.variable_update = machine.variable_update(cfg.variable_update, gpu)
-  if gpu:   # NCCL's sockets, where it opens any, on loopback: one machine
+  if devices[0].startswith('/gpu'):   # NCCL's sockets, if any, on loopback
     os.environ.setdefault('NCCL_SOCKET_IFNAME', 'lo')
+  cfg, placement = settings.for_trainer(
+      cfg, devices, checkpoint_steps=defaults.MULTI_GPU_CHECKPOINT_STEPS)
   examples = cfg.batch_size * len(devices)
-  if cfg.variable_update == 'collective' and len(devices) > 1:
+  if placement is None:   # a process per tower
     net = _private_network(cfg, len(devices))
-    if cfg.variable_update == 'collective':
+    if net:
       log.info('%d towers on %s, %d examples per step: a process each, '
                'their gradients summed by an all-reduce%s', len(devices),
-               ', '.join(devices), examples, ' (NCCL)' if gpu else '')
-      argv = flags.to_argv(cfg, flags.TRAINING)
-      if not (cfg.save_checkpoint_secs or cfg.save_checkpoint_steps):
-        argv += ['--save_checkpoint_steps',
-                 str(defaults.MULTI_GPU_CHECKPOINT_STEPS)]
-      return launch.replicas(cfg, devices, argv, net)
+               ', '.join(devices), examples,
+               ' (NCCL)' if devices[0].startswith('/gpu') else '')
+      return replicas.for_towers(cfg, devices,
+                                 flags.to_argv(cfg, flags.TRAINING), net)
+    cfg, placement = settings.for_trainer(
+        settings.replace(cfg, variable_update='replicated'), devices)
   log.info('%d towers on %s, %d examples per step', len(devices),
            ', '.join(devices), examples)
-  if len(devices) == 1 and cfg.variable_update in ('collective',
-                                                   'replicated'):
-    devices = None   # one copy on one GPU: the single-device graph
-  loop.build_and_train(cfg, devices, cpu_devices,
-                       checkpoint_steps=defaults.MULTI_GPU_CHECKPOINT_STEPS)
+  loop.build_and_train(cfg, placement, cpu_devices)
 
 
 def _private_network(cfg, towers):
@@ -99,7 +96,6 @@ def _private_network(cfg, towers):
                 'process instead (--variable_update replicated), which opens '
                 'no port; %s runs the processes anyway', e, towers,
                 errors.option('allow_open_ports'))
-    cfg.variable_update = 'replicated'
     return None
 
 

@@ -21,12 +21,15 @@ from cifar10_tutorial.core import defaults
 from cifar10_tutorial.engine import loop
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import rundir
+from cifar10_tutorial.engine import settings
 from cifar10_tutorial.shell import program
 
 
 def train(cfg):
   """Builds the single-device graph and trains it to --max_steps."""
-  loop.build_and_train(cfg, checkpoint_secs=defaults.SAVE_CHECKPOINT_SECS)
+  cfg, placement = settings.for_trainer(
+      cfg, checkpoint_secs=defaults.SAVE_CHECKPOINT_SECS)
+  loop.build_and_train(cfg, placement)
 
 
 def main(argv=None):

@@ -9,6 +9,12 @@ import pytest
 
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import records
+from cifar10_tutorial.shell import quiet
+
+# What every program sets before it imports TensorFlow: the same for the
+# tests that build graphs in their own process.
+quiet.tensorflow_defaults()
+quiet.show_tensorflow_deprecations(False)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

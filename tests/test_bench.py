@@ -13,7 +13,7 @@ def test_bench_measures_every_part_and_writes_json(tmp_path):
   result = run_module(
       'tools.bench', '--data_dir', data, '--json', str(out), '--rounds', '1',
       '--parts', 'input,train,eval,memory,sustained,ready', '--inputs',
-      'batched', '--ready_steps', '3',
+      'batched', '--ready_steps', '12',   # past the first logged step
       '--configs', 'default', '--evals', 'default', '--steps', '2',
       '--runs', 'default', '--run_warmup', '10', '--run_steps', '20',
       # More examples than the queue holds, so that the timed dequeues

@@ -11,14 +11,16 @@ import sys
 import time
 
 import pytest
+
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial.cluster import launch
+from cifar10_tutorial.cluster import replicas
 from cifar10_tutorial.cluster import worker
+from cifar10_tutorial.core import gpus
 from cifar10_tutorial.engine import checkpoints
 from cifar10_tutorial.engine import loop
-from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import rundir
+from cifar10_tutorial.engine import settings
 from cifar10_tutorial.engine import steps
 from cifar10_tutorial.shell import flags
 from conftest import NO_GPU, Running, run_module
@@ -55,7 +57,7 @@ class Cluster(object):
   test can kill and restart any of them."""
 
   def __init__(self, data_dir, train_dir, workers=2, *extra):
-    ports = launch.free_ports(1 + workers)
+    ports = replicas.free_ports(1 + workers)
     self.hosts = ['--ps_hosts', '127.0.0.1:%d' % ports[0], '--worker_hosts',
                   ','.join('127.0.0.1:%d' % p for p in ports[1:])]
     self.args = ['--data_dir', data_dir, '--train_dir', train_dir,
@@ -178,7 +180,7 @@ def test_a_killed_or_hung_up_launcher_leaves_nothing_running(
   train_dir = str(tmp_path / 'train')
   # An all-reduce cluster takes a GPU per worker: with fewer than two, its
   # workers run on the CPU (what is tested is the launcher's signals).
-  env = NO_GPU if extra and machine.gpu_count() < 2 else None
+  env = NO_GPU if extra and gpus.count() < 2 else None
   launcher = Running('cluster.launch', '--data_dir', tiny_data[0],
                      '--train_dir', train_dir, '--batch_size', '4',
                      '--log_frequency', '5', *extra, env=env)
@@ -306,7 +308,7 @@ def test_a_taken_port_or_a_silent_host_is_one_line(tiny_data, tmp_path):
   taken.bind(('127.0.0.1', 0))
   taken.listen()
   port = taken.getsockname()[1]
-  silent = launch.free_ports(1)[0]   # nothing listens there
+  silent = replicas.free_ports(1)[0]   # nothing listens there
   common = ['--data_dir', tiny_data[0], '--train_dir', str(tmp_path / 't'),
             '--peer_timeout_secs', '2', '--job_name', 'worker']
   try:
@@ -321,7 +323,7 @@ def test_a_taken_port_or_a_silent_host_is_one_line(tiny_data, tmp_path):
                    result.stdout.strip().splitlines()[-1]), result.stdout
   result = run_module('cluster.cifar10_dist_train', '--ps_hosts',
                       '127.0.0.1:%d' % silent, '--worker_hosts',
-                      '127.0.0.1:%d' % launch.free_ports(1)[0],
+                      '127.0.0.1:%d' % replicas.free_ports(1)[0],
                       *common)
   assert result.returncode == 1
   assert result.stdout.strip().splitlines()[-1].endswith(
@@ -385,7 +387,7 @@ def test_the_first_runs_may_take_longer_than_the_peer_timeout(monkeypatch):
   # to --peer_timeout_secs. Here a run that takes 2 s against a 1 s timeout.
   monkeypatch.setattr(steps, 'FIRST_RUN_SECS', 10)
   monkeypatch.setattr(steps, 'FIRST_RUNS', 2)
-  port = launch.free_ports(1)[0]
+  port = replicas.free_ports(1)[0]
   spec = tf.train.ClusterSpec({'worker': ['127.0.0.1:%d' % port]})
   server = tf.train.Server(spec, 'worker', 0)
   with tf.Graph().as_default():
@@ -407,7 +409,7 @@ def test_a_clusters_checkpoints_are_held_to_its_deadline(tmp_path,
   # a save that waits on a dead or hung parameter server is an error, not
   # a hang. Here a run that takes 2 s against a 1 s deadline.
   monkeypatch.setattr(steps, 'FIRST_RUNS', 0)
-  port = launch.free_ports(1)[0]
+  port = replicas.free_ports(1)[0]
   spec = tf.train.ClusterSpec({'worker': ['127.0.0.1:%d' % port]})
   server = tf.train.Server(spec, 'worker', 0)
   with tf.Graph().as_default():
@@ -433,23 +435,23 @@ def test_gpu_workers_of_an_all_reduce_compile_it_where_their_nccl_can_meet():
   # all-reduce's GPU workers (a parameter-server cluster, CPU workers or a
   # user's own setting get none), and a worker compiles its all-reduce only
   # on a GPU, with XLA, where it is set; CIFAR10_ALL_REDUCE=kernel opts out.
-  met = launch.nccl_meeting_point(0, ['0', '1'], {})
+  met = replicas.nccl_meeting_point(0, ['0', '1'], {})
   assert re.fullmatch(r'127\.0\.0\.1:\d+', met['NCCL_COMM_ID'])
   assert met['NCCL_SOCKET_IFNAME'] == 'lo'   # all of NCCL on loopback
-  assert launch.nccl_meeting_point(1, ['0', '1'], {}) == {}
-  assert launch.nccl_meeting_point(0, [None, None], {}) == {}
-  assert launch.nccl_meeting_point(0, ['0'], {'NCCL_COMM_ID': 'h:1'}) == {}
+  assert replicas.nccl_meeting_point(1, ['0', '1'], {}) == {}
+  assert replicas.nccl_meeting_point(0, [None, None], {}) == {}
+  assert replicas.nccl_meeting_point(0, ['0'], {'NCCL_COMM_ID': 'h:1'}) == {}
   cfg = flags.config('cifar10_dist_train')
-  assert worker.compiled_all_reduce(cfg, True, met)
-  assert not worker.compiled_all_reduce(cfg, False, met)
-  assert not worker.compiled_all_reduce(cfg, True, {})
-  assert not worker.compiled_all_reduce(
+  assert settings.compiled_all_reduce(cfg, True, met)
+  assert not settings.compiled_all_reduce(cfg, False, met)
+  assert not settings.compiled_all_reduce(cfg, True, {})
+  assert not settings.compiled_all_reduce(
       cfg, True, dict(met, CIFAR10_ALL_REDUCE='kernel'))
-  with pytest.raises(worker.ClusterError) as e:
-    worker.compiled_all_reduce(cfg, True, {'NCCL_COMM_ID': 'h0'})
+  with pytest.raises(ValueError) as e:   # the worker says it in one line
+    settings.compiled_all_reduce(cfg, True, {'NCCL_COMM_ID': 'h0'})
   assert str(e.value).endswith("found 'h0'")
   cfg.xla = False
-  assert not worker.compiled_all_reduce(cfg, True, met)
+  assert not settings.compiled_all_reduce(cfg, True, met)
 
 
 def _cmdline(pid):
@@ -499,7 +501,7 @@ def _assert_private(launcher):
 
 
 def _gone(pid):
-  return not os.path.exists('/proc/%d' % pid) or launch.state(pid) == 'Z'
+  return not os.path.exists('/proc/%d' % pid) or replicas.state(pid) == 'Z'
 
 
 def test_ctrl_c_wakes_a_stopped_worker_and_the_run_ends_with_a_checkpoint(
@@ -546,7 +548,7 @@ def test_a_stopped_chief_is_named_and_the_run_stopped_with_a_checkpoint(
     chief = [p for p in _children(launcher.proc.pid, 'cifar10_dist_train')
              if 'job_name worker --task_index 0' in _cmdline(p)]
     os.kill(chief[0], signal.SIGSTOP)
-    assert _exit_status(launcher, launch.STALLED_SECS + 30) == 1
+    assert _exit_status(launcher, replicas.STALLED_SECS + 30) == 1
   finally:
     launcher.stop()
   assert re.search(r'^\S+ worker 0 is stopped \(SIGSTOP\) and has answered '
@@ -575,7 +577,7 @@ def test_a_lost_peer_of_an_all_reduce_ends_the_run_quietly_leaving_nothing(
     other = [p for p in _children(launcher.proc.pid, 'cifar10_dist_train')
              if 'task_index 1' in _cmdline(p)]
     os.kill(other[0], signal.SIGKILL)
-    assert _exit_status(launcher, launch.STOP_SECS + 20) == 1
+    assert _exit_status(launcher, replicas.STOP_SECS + 20) == 1
   finally:
     launcher.stop()
   assert re.search(r'worker 1 exited \(killed by signal 9\): every step '

@@ -12,11 +12,11 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial.core import defaults
-from cifar10_tutorial.engine import machine
+from cifar10_tutorial.core import gpus
 from conftest import run_module
 from test_steps import K, _train_raw, _two_ways, _weights
 
-GPUS = machine.gpu_count()
+GPUS = gpus.count()
 # float32 throughout, for every test here, from before the first: cuDNN
 # keeps the algorithms it picked for a shape for the whole process, and one
 # picked with TF32 on (TensorFlow's default: products rounded to 10 bits)

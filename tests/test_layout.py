@@ -9,16 +9,22 @@ import pytest
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), 'cifar10_tutorial')
 
-# What each part may import from the package (besides itself).
+# What each library part may import from the package (besides itself).
 TUTORIAL_LIBRARY = ('cifar10', 'cifar10_input')
 MAY_IMPORT = {
     'core': ('core',),
-    'cifar10': ('core', 'cifar10_input'),
     'cifar10_input': ('core',),
+    'cifar10': ('core', 'cifar10_input'),
     'engine': ('core', 'engine') + TUTORIAL_LIBRARY,
     'cluster': ('core', 'engine', 'cluster') + TUTORIAL_LIBRARY,
     'own_images': ('core', 'engine', 'own_images') + TUTORIAL_LIBRARY,
+    'tools': ('core', 'engine', 'tools') + TUTORIAL_LIBRARY,
+    'shell': ('core', 'shell'),   # the ground floor only
+    '__init__': (),
 }
+# The tutorial's programs are libraries' callers too: no program imports
+# another (a program is a module run with `python -m`).
+FRONT_PROGRAMS = ('cifar10_train', 'cifar10_multi_gpu_train', 'cifar10_eval')
 
 
 def _modules():
@@ -56,16 +62,28 @@ def test_the_tutorials_five_modules_stand_in_front():
                    'cifar10_multi_gpu_train', 'cifar10_train']
 
 
+PROGRAMS = sorted(m for m, p in _modules() if _is_program(p))
+
+
 @pytest.mark.parametrize('module, path', sorted(_modules()))
 def test_no_module_imports_from_a_floor_above_it(module, path):
-  if _is_program(path) or module.startswith(('shell.', 'tools.')) or \
-      module == '__init__':
-    return   # the programs, their shell and tools stand on everything
   imported = _imports(path)
+  programs = sorted(i for i in imported if i in PROGRAMS)
+  assert not programs, '%s imports the programs %s' % (module, programs)
+  if _is_program(path):
+    return   # a program stands on every library and the shell
   part = module.split('.')[0]
   allowed = MAY_IMPORT[part]
   above = sorted(i for i in imported if i.split('.')[0] not in allowed)
   assert not above, '%s imports %s from above its floor' % (module, above)
+
+
+def test_the_programs_are_the_ones_users_run():
+  # Every program is a make target's or a tool's; a library is never one.
+  assert PROGRAMS == sorted(FRONT_PROGRAMS + (
+      'cluster.cifar10_dist_train', 'cluster.launch', 'own_images.convert',
+      'own_images.predict', 'tools.bench', 'tools.board', 'tools.cifar10_data',
+      'tools.measure', 'tools.plot'))
 
 
 def _pins(lines):

@@ -5,15 +5,17 @@ import re
 import pytest
 import tensorflow.compat.v1 as tf
 
+from cifar10_tutorial.core import gpus
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import placement
+from cifar10_tutorial.engine import settings
 from cifar10_tutorial.engine import train_graph
 from cifar10_tutorial.shell import flags
 from conftest import run_module, summary_tags
 from test_steps import _fixed_queue
 
 def test_variables_exist_once_under_the_tutorials_names():
-  cfg = machine.resolve(flags.multi_gpu_config(batch_size=2, xla=False),
+  cfg = settings.resolve(flags.multi_gpu_config(batch_size=2, xla=False),
                         on_gpu=False)
   with tf.Graph().as_default():
     queue, _ = _fixed_queue(16)
@@ -79,7 +81,7 @@ def test_two_tower_run_is_evaluated_and_resumed(tiny_data, tmp_path, update):
       'settings, or add --allow_changed_settings to go on with the new ones')
 
 
-@pytest.mark.skipif(machine.gpu_count() >= 3, reason='this machine has 3 GPUs')
+@pytest.mark.skipif(gpus.count() >= 3, reason='this machine has 3 GPUs')
 def test_asking_for_more_gpus_than_exist_is_a_clear_error(tiny_data, tmp_path):
   result = run_module('cifar10_multi_gpu_train', '--data_dir', tiny_data[0],
                       '--train_dir', str(tmp_path / 'train'), '--num_gpus',
@@ -87,6 +89,6 @@ def test_asking_for_more_gpus_than_exist_is_a_clear_error(tiny_data, tmp_path):
   assert result.returncode == 1
   assert result.stdout.strip().splitlines()[-1].endswith(
       'error: --num_gpus 3: expected 3 GPUs, found %d (add --tower_device cpu '
-      'to run 3 towers on virtual CPU devices)' % machine.gpu_count())
+      'to run 3 towers on virtual CPU devices)' % gpus.count())
   assert 'Traceback' not in result.stderr
   assert not (tmp_path / 'train').exists()

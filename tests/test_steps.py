@@ -15,12 +15,13 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10_input
-from cifar10_tutorial.cluster import launch
+from cifar10_tutorial.cluster import replicas as cluster_replicas
 from cifar10_tutorial.cluster import worker
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.engine import loop
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import placement
+from cifar10_tutorial.engine import settings
 from cifar10_tutorial.engine import train_graph
 from cifar10_tutorial.shell import flags
 from conftest import on_the_cpu
@@ -61,7 +62,7 @@ def _train(runs, towers, prefetch):
   """Runs `runs` (a list: 'summary', or a number of loop steps) from the
   same seeded initial weights, starting two steps before the learning rate
   decays (so the runs cross it); returns every global variable by name."""
-  cfg = machine.resolve(flags.multi_gpu_config(
+  cfg = settings.resolve(flags.multi_gpu_config(
       batch_size=BATCH, preprocess_on='cpu', prefetch_to_device=prefetch,
       xla=False, steps_per_run=K), on_gpu=False)
   devices, cpus = machine.tower_devices(towers, 'cpu') if towers > 1 else (
@@ -110,7 +111,7 @@ def _train_raw(runs, compiled, gpu=False):
   """`runs` loop runs of a raw queue's batches (distorted by the step, with
   stateless draws) from _weights() / 5, on the CPU or a `gpu`; every global
   variable, by name, and the runs' losses."""
-  cfg = machine.resolve(flags.training_config(
+  cfg = settings.resolve(flags.training_config(
       batch_size=BATCH, preprocess_on='device', prefetch_to_device=True,
       xla=compiled, compiled_loop=compiled, steps_per_run=K), on_gpu=gpu)
   with tf.Graph().as_default():
@@ -150,31 +151,36 @@ def test_a_compiled_loop_trains_as_the_graph_s_loop_does():
                                err_msg=name)
 
 
-def test_a_loop_that_cannot_compile_says_why_and_records_what_runs(caplog):
-  # --compiled_loop true with the distortions on the CPU: TensorFlow's
-  # loop, one line saying why, and the settings (config.json) say false.
-  cfg = machine.resolve(flags.training_config(
+def test_a_loop_that_cannot_compile_is_decided_once_and_said(caplog):
+  # --compiled_loop true with the distortions on the CPU: the settings step
+  # says why not in one line and decides false, which the graph, the loop
+  # and config.json then read; nothing after it may change the settings.
+  flag_values = flags.training_config(
       batch_size=BATCH, preprocess_on='cpu', prefetch_to_device=True,
-      xla=True, compiled_loop=True, steps_per_run=K), on_gpu=False)
-  with tf.Graph().as_default(), caplog.at_level(logging.INFO):
-    queue, _ = _fixed_queue(BATCH * 2)
-    train_graph.build_graph(cfg, queue=queue)
+      xla=True, compiled_loop=True, steps_per_run=K)
+  with caplog.at_level(logging.INFO):
+    cfg, place = settings.for_trainer(flag_values)
   assert cfg.compiled_loop is False
   assert ('not as one XLA program: distortions on the CPU (--preprocess_on '
           'cpu)') in caplog.text
+  with pytest.raises(AttributeError):
+    cfg.compiled_loop = True
+  with tf.Graph().as_default():
+    queue, _ = _fixed_queue(BATCH * 2)
+    train_graph.build_graph(cfg, place, queue=queue)   # TensorFlow's loop
+  with tf.Graph().as_default(), pytest.raises(ValueError):
+    train_graph.build_graph(settings.replace(cfg, compiled_loop=True), place,
+                            queue=_fixed_queue(BATCH * 2)[0])
   for needs, why in (({'steps_per_run': 1}, 'runs of one step'),
                      ({'prefetch_to_device': False}, 'no batches staged'),
-                     ({'cluster': True}, 'a parameter-server cluster')):
-    cfg = flags.training_config(compiled_loop=True, steps_per_run=K,
-                                prefetch_to_device=True)
-    cluster = needs.pop('cluster', False)
-    for name, value in needs.items():
-      setattr(cfg, name, value)
-    queue = cifar10_input.ExampleQueue(None, 0, 0, 0, False,
-                                       finish=cifar10_input.finish_raw)
-    assert queue.raw
-    assert train_graph.why_not_compiled(cfg, placement.OneDevice(), queue,
-                                        cluster=cluster).startswith(why)
+                     ({'servers': True}, 'a parameter-server cluster')):
+    cfg = settings.resolve(flags.training_config(
+        compiled_loop=True, steps_per_run=K, prefetch_to_device=True,
+        preprocess_on='device'), on_gpu=True)
+    servers = needs.pop('servers', False)
+    cfg = settings.replace(cfg, **needs)
+    assert settings.why_not_compiled(cfg, placement.OneDevice(),
+                                     servers).startswith(why)
 
 
 def test_a_compiled_run_stages_no_more_batches_than_a_run_takes():
@@ -190,7 +196,7 @@ def test_a_compiled_run_stages_no_more_batches_than_a_run_takes():
 
 def test_a_run_names_the_step_whose_loss_is_not_finite():
   # A learning rate of 1e30 makes the weights explode within a few steps.
-  cfg = machine.resolve(flags.training_config(
+  cfg = settings.resolve(flags.training_config(
       batch_size=BATCH, preprocess_on='cpu', steps_per_run=10), False)
   with tf.Graph().as_default():
     tf.set_random_seed(7)
@@ -216,15 +222,15 @@ def test_a_run_names_the_step_whose_loss_is_not_finite():
 
 
 def test_gpu_memory_is_taken_as_needed_not_all_at_once():
-  config = machine.session_config(machine.resolve(flags.training_config(),
+  config = machine.session_config(settings.resolve(flags.training_config(),
                                                   on_gpu=True))
   assert config.gpu_options.allow_growth
   assert config.graph_options.optimizer_options.global_jit_level > 0
 
 
 def test_auto_settings_follow_where_the_towers_are():
-  gpu = machine.resolve(flags.training_config(), on_gpu=True)
-  cpu = machine.resolve(flags.training_config(), on_gpu=False)
+  gpu = settings.resolve(flags.training_config(), on_gpu=True)
+  cpu = settings.resolve(flags.training_config(), on_gpu=False)
   assert (gpu.steps_per_run, gpu.xla, gpu.prefetch_to_device,
           gpu.preprocess_on) == (defaults.GPU_STEPS_PER_RUN, True, True,
                                  'device')
@@ -234,13 +240,13 @@ def test_auto_settings_follow_where_the_towers_are():
   # It needs the batches raw and staged on the GPU, and runs of steps.
   for needs in ({'preprocess_on': 'cpu'}, {'prefetch_to_device': False},
                 {'steps_per_run': 1}, {'xla': False}):
-    assert machine.resolve(flags.training_config(**needs),
+    assert settings.resolve(flags.training_config(**needs),
                            on_gpu=True).compiled_loop is False, needs
   # The tutorial's per-example input distorts on the CPU, one record a call.
-  assert machine.resolve(flags.training_config(
+  assert settings.resolve(flags.training_config(
       input_pipeline='per_example'), on_gpu=True).preprocess_on == 'cpu'
   # What the user sets is kept.
-  kept = machine.resolve(flags.training_config(steps_per_run=7, xla=False),
+  kept = settings.resolve(flags.training_config(steps_per_run=7, xla=False),
                          on_gpu=True)
   assert (kept.steps_per_run, kept.xla, kept.prefetch_to_device) == (
       7, False, True)
@@ -258,7 +264,7 @@ def _two_ways(towers, batch, update, steps=3, tower_device='cpu'):
   the single-device trainer), on `tower_device` ('gpu': real GPUs);
   every global variable afterwards, by name, and the names a checkpoint
   holds."""
-  cfg = machine.resolve(flags.multi_gpu_config(
+  cfg = settings.resolve(flags.multi_gpu_config(
       batch_size=batch, preprocess_on='cpu', prefetch_to_device=True,
       xla=False, steps_per_run=steps, num_gpus=towers,
       variable_update=update or 'auto'), on_gpu=False)
@@ -290,7 +296,7 @@ def _collective(replicas, steps=3):
   each taking every replicas-th batch of BATCH, from _weights() given to
   the chief alone (the others start from its broadcast). Returns the
   chief's variables and saved names, and every replica's variables."""
-  ports = launch.free_ports(replicas)
+  ports = cluster_replicas.free_ports(replicas)
   role = worker.Role([], ['127.0.0.1:%d' % p for p in ports], 'worker', 0)
   # In one process, tasks cannot each have a GPU: on the CPU, as the
   # processes of a CPU machine would.
@@ -302,7 +308,7 @@ def _collective(replicas, steps=3):
 
   def replica(i):
     try:
-      cfg = machine.resolve(flags.training_config(
+      cfg = settings.resolve(flags.training_config(
           batch_size=BATCH, preprocess_on='cpu', prefetch_to_device=True,
           xla=False, steps_per_run=steps), on_gpu=False)
       task = '/job:worker/replica:0/task:%d' % i

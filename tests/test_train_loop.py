@@ -5,6 +5,7 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial.engine import loop
 from cifar10_tutorial.engine import machine
+from cifar10_tutorial.engine import settings
 from cifar10_tutorial.engine import train_graph
 from cifar10_tutorial.shell import flags
 
@@ -14,7 +15,7 @@ def test_nan_loss_stops_before_its_step_is_checkpointed(tmp_path,
                                                         steps_per_run,
                                                         checkpoint_steps):
   train_dir = str(tmp_path)
-  cfg = machine.resolve(flags.training_config(
+  cfg = settings.resolve(flags.training_config(
       train_dir=train_dir, max_steps=100, log_frequency=1,
       steps_per_run=steps_per_run), on_gpu=False)
   with tf.Graph().as_default():
@@ -29,9 +30,9 @@ def test_nan_loss_stops_before_its_step_is_checkpointed(tmp_path,
                            if with_summaries else [])
 
     graph = train_graph.loop_graph(step, global_step, 1)
+    cfg = settings.replace(cfg, save_checkpoint_steps=checkpoint_steps)
     with pytest.raises(loop.LossDivergedError) as e:
-      loop.train(graph, cfg, machine.session_config(cfg),
-                     checkpoint_steps=checkpoint_steps)
+      loop.train(graph, cfg, machine.session_config(cfg))
   message = str(e.value)
   assert message.startswith('the loss became nan at step 4;')
   assert message.endswith('the next run resumes from %s/model.ckpt-3 '

@@ -205,8 +205,9 @@ def start(isolate=True):
   holder process (a Network); Unavailable, saying why, where this machine
   allows none. `isolate` False: the guard alone (no namespace)."""
   holder = children.start(
-      [sys.executable, '-m', 'cifar10_tutorial.cluster.private_net'] +
-      ([] if isolate else ['--guard']), stdin=subprocess.PIPE,
+      [sys.executable, '-c', 'import sys; from cifar10_tutorial.cluster '
+       'import private_net; sys.exit(private_net.hold(%s))' % isolate],
+      stdin=subprocess.PIPE,
       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
   said = holder.stdout.readline().strip()
   if said != 'ready':
@@ -248,6 +249,3 @@ def joined():
     return False
   return names == ['lo']
 
-
-if __name__ == '__main__':
-  sys.exit(hold(isolate='--guard' not in sys.argv[1:]))

@@ -40,10 +40,11 @@ from cifar10_tutorial.cluster import private_net
 from cifar10_tutorial.cluster import sync_steps
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import errors
+from cifar10_tutorial.core import gpus
 from cifar10_tutorial.core import stopping
 from cifar10_tutorial.engine import loop
 from cifar10_tutorial.engine import machine
-from cifar10_tutorial.engine import placement
+from cifar10_tutorial.engine import settings
 from cifar10_tutorial.engine import steps
 from cifar10_tutorial.engine import train_graph
 
@@ -300,27 +301,34 @@ def train(cfg, r):
   an all-reduce cluster, else with them on the parameter servers."""
   spec, server = start_server(r)
   worker = '/job:worker/replica:0/task:%d' % r.index
+  cadence = dict(checkpoint_secs=defaults.SAVE_CHECKPOINT_SECS)
   with tf.Graph().as_default():
     if r.ps:
       wait_for(r.ps, 'ps', cfg.peer_timeout_secs)
+      cfg, placement = settings.for_trainer(cfg, parameter_servers=True,
+                                            **cadence)
       sync = (sync_steps.SyncSteps(len(r.workers), r.index, worker)
               if cfg.sync_replicas else None)
       with tf.device(tf.train.replica_device_setter(worker_device=worker,
                                                     cluster=spec)):
-        cfg, graph, config = train_graph.prepare(cfg, sync=sync,
-                                                 cluster=True)
+        graph = train_graph.build_graph(cfg, placement, sync=sync,
+                                        cluster=True)
       done = [_done_queue(i).enqueue(1) for i in range(len(r.ps))]
+      config = machine.session_config(cfg)
       # Only the parameter servers and itself: a dead worker stops no other.
       config.device_filters.extend(['/job:ps', worker])
     else:
-      gpu = machine.gpu_count() > 0
-      tower = worker + ('/device:GPU:0' if gpu else '/device:CPU:0')
-      replicas = placement.Collective(r.index, len(r.workers), tower,
-                                      worker + '/device:CPU:0',
-                                      cfg.peer_timeout_secs,
-                                      compiled=compiled_all_reduce(cfg, gpu))
+      device = 'GPU' if gpus.count() else 'CPU'
+      place = settings.Place(r.index, len(r.workers),
+                             '%s/device:%s:0' % (worker, device),
+                             worker + '/device:CPU:0', cfg.peer_timeout_secs)
+      try:
+        cfg, placement = settings.for_trainer(cfg, place=place, **cadence)
+      except ValueError as e:   # NCCL_COMM_ID not host:port
+        raise ClusterError(str(e))
       with tf.device(worker):
-        cfg, graph, config = train_graph.prepare(cfg, placement=replicas)
+        graph = train_graph.build_graph(cfg, placement)
+      config = machine.session_config(cfg)
       config.device_filters.append(worker)
     config.MergeFrom(_config(r))
     cluster = loop.Cluster(server.target, r.index == 0,
@@ -340,25 +348,6 @@ def _say_done(done, target, config):
     except tf.errors.OpError as e:
       log.debug('the parameter servers were not told the run is done: %s',
                 errors.reason(e))
-
-
-def compiled_all_reduce(cfg, gpu, environ=os.environ):
-  """Whether an all-reduce worker compiles its all-reduce into the step's
-  XLA program: on a GPU, with XLA, where NCCL_COMM_ID says where the
-  workers' NCCL meets (XLA's NCCL is set up by address, not through
-  TensorFlow's runtime: the launcher sets it; across machines, a free port
-  of worker 0's host). CIFAR10_ALL_REDUCE=kernel asks for TensorFlow's
-  kernel instead."""
-  meet = environ.get('NCCL_COMM_ID')
-  if not (gpu and cfg.xla is not False and meet and
-          environ.get('CIFAR10_ALL_REDUCE') != 'kernel'):
-    return False
-  host, _, port = meet.rpartition(':')
-  if not (host and port.isdigit() and 0 < int(port) < 65536):
-    raise ClusterError('NCCL_COMM_ID: expected host:port, where the workers\' '
-                       'NCCL meets (worker 0\'s host and a free port), found '
-                       '%r' % meet)
-  return True
 
 
 def peers(r):
@@ -387,8 +376,7 @@ def _train(graph, cfg, config, cluster, others=()):
   try:
     if graph.agreement is None and not cluster.is_chief:
       return _work(graph, cfg, config, cluster)
-    return loop.train(graph, cfg, config, cluster=cluster,
-                      checkpoint_secs=defaults.SAVE_CHECKPOINT_SECS)
+    return loop.train(graph, cfg, config, cluster=cluster)
   except tf.errors.DeadlineExceededError as e:
     raise ClusterError(
         '%s: expected a step to finish within %d s, found none did (%s): %s%s'

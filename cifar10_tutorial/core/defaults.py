@@ -89,4 +89,4 @@ EVAL_DATA = ('test', 'train_eval')
 EVAL_DEVICES = ('cpu', 'gpu')
 PREPROCESS_ON = ('auto', 'cpu', 'device')
 VARIABLE_UPDATES = ('auto', 'collective', 'replicated', 'first_tower', 'cpu')
-AUTO = 'auto'   # an option's value that machine.resolve() decides
+AUTO = 'auto'   # an option's value that engine/settings.py decides

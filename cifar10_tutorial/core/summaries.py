@@ -8,7 +8,6 @@ argument, so the tags read like the tutorial's names.
 """
 import collections
 import contextlib
-import functools
 import glob
 import os
 import sys
@@ -16,6 +15,8 @@ import weakref
 
 import numpy as np
 import tensorflow.compat.v1 as tf
+
+from cifar10_tutorial.core import gpus
 
 # Tags that are read back: eval's accuracy (the tutorial's name for top-1
 # accuracy) and the averaged training loss.
@@ -79,16 +80,11 @@ def histogram(tag, values):
     return _histogram(tag, values)
 
 
-@functools.lru_cache(maxsize=None)
-def _has_gpu():
-  return bool(tf.config.list_physical_devices('GPU'))
-
-
 def _on_gpu(values):
   """Whether `values` are on a GPU: placed on one, or placed nowhere in a
   process that has one (where TensorFlow puts what it can)."""
   device = (values.device or '').upper()
-  return 'GPU' in device or ('CPU' not in device and _has_gpu())
+  return 'GPU' in device or ('CPU' not in device and gpus.count() > 0)
 
 
 # Each graph's bucket limits, one constant a device (_limits), by name: a

@@ -1,9 +1,8 @@
 """The training loop all the trainers share: resume, train, checkpoint.
 
-    with tf.Graph().as_default():
-      cfg, graph, config = train_graph.prepare(cfg, devices)
-      train(graph, cfg, config, checkpoint_secs=600)
-    build_and_train(cfg, devices)     # the two above (the trainers)
+    cfg, placement = settings.for_trainer(flag_values, devices)  # every auto
+    build_and_train(cfg, placement)   # the graph, then train (below)
+    train(graph, cfg, session_config, cluster=None)
 
 `train` resumes from the newest readable checkpoint in --train_dir (holding
 the dir's lock for the run), runs the graph's steps to --max_steps (several
@@ -26,6 +25,7 @@ import tensorflow.compat.v1 as tf
 from cifar10_tutorial import cifar10
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import errors
+from cifar10_tutorial.core import gpus
 from cifar10_tutorial.core import records
 from cifar10_tutorial.core import stopping
 from cifar10_tutorial.core import summaries
@@ -51,55 +51,45 @@ Cluster = collections.namedtuple('Cluster', ['target', 'is_chief',
                                              'timeout_secs', 'name'])
 
 
-def train(graph, cfg, config, checkpoint_secs=None, checkpoint_steps=None,
-          cluster=None):
+def train(graph, cfg, config, cluster=None):
   """The training loop: resumes, trains to cfg.max_steps, checkpoints.
 
-  Holds --train_dir for the run (rundir.locked), resumes from its newest
-  readable checkpoint, and refuses settings that would change the run's
-  math unless --allow_changed_settings. Checkpoints go every
-  --save_checkpoint_secs or --save_checkpoint_steps if given, else every
-  `checkpoint_secs` or `checkpoint_steps` (the trainer's default), at the
-  start and at the last step. Summaries go every 100th step, for the batch
-  that step trained on. Returns the final step; raises
+  `cfg` is the run's Settings (settings.py). Holds --train_dir for the run
+  (rundir.locked), resumes from its newest readable checkpoint, and refuses
+  settings that would change the run's math unless
+  --allow_changed_settings. Checkpoints go every --save_checkpoint_secs or
+  --save_checkpoint_steps (the trainer's default is in the settings), at
+  the start and at the last step. Summaries go every 100th step, for the
+  batch that step trained on. Returns the final step; raises
   stopping.Interrupted after a clean stop on a signal.
 
   With a `cluster` (a Cluster) of an all-reduce run, the chief does all
   that, and the others train the same steps from the variables the chief
   hands over, writing nothing.
   """
-  if cfg.save_checkpoint_secs or cfg.save_checkpoint_steps:
-    checkpoint_secs = cfg.save_checkpoint_secs
-    checkpoint_steps = cfg.save_checkpoint_steps
-  training = _Training(graph, cfg, config, cluster, checkpoint_secs,
-                       checkpoint_steps)
+  training = _Training(graph, cfg, config, cluster)
   if cluster and not cluster.is_chief:
     return training.follow()
   return training.lead()
 
 
-def build_and_train(cfg, devices=None, cpu_devices=1, **checkpoint_every):
-  """Builds the graph for `devices` in a graph of its own and trains it.
-
-  `devices` are GPUs, or CPU devices (`cpu_devices` of them, virtual ones
-  for towers on the CPU); the 'auto' options are decided for them.
-  `checkpoint_every` is the trainer's default `checkpoint_secs` or
-  `checkpoint_steps`. Returns the final step.
-  """
+def build_and_train(cfg, placement, cpu_devices=1):
+  """Builds the training graph of `placement` (settings.for_trainer's) in
+  a graph of its own and trains it; `cpu_devices` the session's CPU
+  devices (virtual ones for towers on the CPU). Returns the final step."""
   with tf.Graph().as_default():
-    cfg, graph, config = train_graph.prepare(cfg, devices, cpu_devices)
-    return train(graph, cfg, config, **checkpoint_every)
+    graph = train_graph.build_graph(cfg, placement)
+    return train(graph, cfg, machine.session_config(cfg, cpu_devices))
 
 
 class _Training(object):
   """One training run: what every part of it needs, held in one place."""
 
-  def __init__(self, graph, cfg, config, cluster, checkpoint_secs,
-               checkpoint_steps):
+  def __init__(self, graph, cfg, config, cluster):
     self.graph, self.cfg, self.config = graph, cfg, config
     self.cluster = cluster
-    self.checkpoint_secs = checkpoint_secs
-    self.checkpoint_steps = checkpoint_steps
+    self.checkpoint_secs = cfg.save_checkpoint_secs
+    self.checkpoint_steps = cfg.save_checkpoint_steps
     self.start = None   # config.json's new content, once a run has trained
     self.lock = None    # the train dir's (rundir.Lock), kept once written
 
@@ -159,7 +149,7 @@ class _Training(object):
       raise machine.OutOfMemoryError(
           '--batch_size %d: expected a training step to fit in the memory '
           'of %s, found it does not (%s); try a smaller --batch_size' % (
-              cfg.batch_size, 'the GPU' if machine.gpu_count() else 'this '
+              cfg.batch_size, 'the GPU' if gpus.count() else 'this '
               'machine', errors.reason(e)))
     if stopping.requested():
       raise stopping.Interrupted(

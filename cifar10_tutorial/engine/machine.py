@@ -1,13 +1,14 @@
-"""What this machine has (GPUs, CPU features), and what follows from it:
-where the towers go, how a session is configured, when a precision is slow.
+"""What this machine has (memory, CPU features; its GPUs are core/gpus.py's)
+and what follows from it: where the towers go, whether a step fits, how a
+session is configured, when a precision is slow. The "auto" options are
+decided from it in settings.py.
 """
-import argparse
 import logging
 
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import errors
+from cifar10_tutorial.core import gpus
 
 log = logging.getLogger('cifar10_tutorial')
 
@@ -55,10 +56,6 @@ def check_fits(batch_size, towers, available=None):
           errors.option('batch_size', largest)))
 
 
-def gpu_count():
-  return len(tf.config.list_physical_devices('GPU'))
-
-
 def cpu_flags(path='/proc/cpuinfo'):
   """The CPU's feature flags (empty where /proc/cpuinfo is not readable)."""
   try:
@@ -91,8 +88,8 @@ def precision_warning_for(cfg):
   """precision_warning for a program's flags: eval on the CPU sees no GPU."""
   if not hasattr(cfg, 'precision'):
     return None
-  gpus = 0 if getattr(cfg, 'eval_device', None) == 'cpu' else gpu_count()
-  return precision_warning(cfg.precision, gpus)
+  found = 0 if getattr(cfg, 'eval_device', None) == 'cpu' else gpus.count()
+  return precision_warning(cfg.precision, found)
 
 
 def tower_devices(num_towers, tower_device):
@@ -103,7 +100,7 @@ def tower_devices(num_towers, tower_device):
   tower graph, no faster than one device on a CPU) or 'auto' (GPUs when
   there are any, else virtual CPU devices).
   """
-  found = gpu_count()
+  found = gpus.count()
   if tower_device == 'auto':
     tower_device = 'gpu' if found else 'cpu'
     if not found:
@@ -119,68 +116,6 @@ def tower_devices(num_towers, tower_device):
            errors.option('tower_device', 'cpu'), num_towers, plural))
     return ['/gpu:%d' % i for i in range(num_towers)], 1
   return ['/cpu:%d' % i for i in range(num_towers)], num_towers
-
-
-def on_gpu(devices=None):
-  """Whether training runs on GPUs: the towers' `devices`, or, for None
-  (one device, placed by TensorFlow), whether this machine has one."""
-  return devices[0].startswith('/gpu') if devices else gpu_count() > 0
-
-
-def training_settings(cfg, devices=None):
-  """`cfg` with its 'auto' options decided for `devices` (resolve), after
-  checking, when they are CPUs, that a step fits in memory (on GPUs a step
-  that does not fit is caught when it runs)."""
-  gpu = on_gpu(devices)
-  cfg = resolve(cfg, gpu)
-  if not gpu:
-    check_fits(cfg.batch_size, len(devices or [None]))
-  return cfg
-
-
-def resolve(cfg, on_gpu):
-  """A copy of the training flags with each 'auto' decided: the in-graph
-  loop (compiled with XLA), XLA, prefetching, preprocessing on the device
-  and a process per GPU when the towers are on GPUs (`on_gpu`), the
-  tutorial's way otherwise."""
-  cfg = argparse.Namespace(**vars(cfg))
-  if cfg.steps_per_run == defaults.AUTO:
-    cfg.steps_per_run = defaults.GPU_STEPS_PER_RUN if on_gpu else 1
-  if cfg.xla == defaults.AUTO:
-    cfg.xla = on_gpu
-  if cfg.prefetch_to_device == defaults.AUTO:
-    cfg.prefetch_to_device = on_gpu
-  if hasattr(cfg, 'variable_update'):
-    cfg.variable_update = variable_update(cfg.variable_update, on_gpu)
-  if cfg.preprocess_on == defaults.AUTO:
-    cfg.preprocess_on = ('device' if on_gpu and cfg.input_pipeline == 'batched'
-                         else 'cpu')
-  if getattr(cfg, 'compiled_loop', None) == defaults.AUTO:
-    # What it needs (train_graph.why_not_compiled also asks the queue and
-    # the placement).
-    cfg.compiled_loop = (on_gpu and cfg.xla is True and
-                         cfg.preprocess_on == 'device' and
-                         loop_blocker(cfg) is None)
-  return cfg
-
-
-def loop_blocker(cfg):
-  """What in the runs' settings keeps the in-graph loop from being one XLA
-  program (--compiled_loop), or None."""
-  if cfg.steps_per_run <= 1:
-    return 'runs of one step (--steps_per_run %d)' % cfg.steps_per_run
-  if not cfg.prefetch_to_device:
-    return 'no batches staged on the device (--prefetch_to_device false)'
-  return None
-
-
-def variable_update(update, on_gpu):
-  """--variable_update with 'auto' decided: a process per GPU, their
-  gradients all-reduced, on GPUs; the tutorial's variables on the CPU
-  otherwise."""
-  if update != defaults.AUTO:
-    return update
-  return 'collective' if on_gpu else 'cpu'
 
 
 def session_config(cfg, cpu_devices=1):

@@ -145,6 +145,9 @@ def for_trainer(cfg, devices=None, place=None, parameter_servers=False,
   cfg = resolve(cfg, gpu)
   if not gpu:
     machine.check_fits(cfg.batch_size, len(devices or [None]))
+  slow = machine.precision_warning(cfg.precision, int(gpu))
+  if slow:
+    log.warning('warning: %s', slow)
   changes = {}
   update = getattr(cfg, 'variable_update', None)
   if place is not None:

@@ -36,8 +36,9 @@ from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import records
-from cifar10_tutorial.engine import machine
+from cifar10_tutorial.core import gpus
 from cifar10_tutorial.engine import placement as placements
+from cifar10_tutorial.engine import settings
 
 log = logging.getLogger('cifar10_tutorial')
 
@@ -193,26 +194,6 @@ def longest_run(cfg):
              getattr(cfg, 'save_checkpoint_steps', None) or float('inf'))
 
 
-def why_not_compiled(cfg, placement, queue, sync=None, cluster=False):
-  """What keeps the in-graph loop from being one XLA program, or None: it
-  needs runs of several steps, raw batches staged on the device (distorted
-  there), one tower a process, an all-reduce (if any) that XLA compiles
-  too, and no parameter servers."""
-  blocker = machine.loop_blocker(cfg)
-  if blocker:
-    return blocker
-  if not getattr(queue, 'raw', False):
-    return 'distortions on the CPU (--preprocess_on cpu)'
-  if sync or cluster:
-    return 'a parameter-server cluster'
-  if len(placement.devices) != 1:
-    return '%d towers in one process' % len(placement.devices)
-  if not placement.compiles_all_reduce:
-    return ('variables or an all-reduce outside XLA (--variable_update %s)'
-            % getattr(cfg, 'variable_update', 'cpu'))
-  return None
-
-
 def seed(global_step, tower, towers):
   """Tower `tower`'s stateless seed (int64 [2]) for the step after
   `global_step`, one of `towers` in all the processes: no two towers nor
@@ -259,8 +240,9 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
   """The training graph, in the current default graph.
 
   `placement` (placement.py): where the variables live and how the towers'
-  gradients are combined; None is the single-device trainer's. `cfg` has
-  its 'auto' options resolved (machine.resolve). `queue` replaces the
+  gradients are combined; None is the single-device trainer's. `cfg` is
+  the run's Settings, every 'auto' decided (settings.py); nothing here
+  changes them. `queue` replaces the
   training queue (tests feed fixed batches). `sync` (a
   sync_steps.SyncSteps) makes each step wait for one batch's gradients from
   every worker of a parameter-server cluster, averaged: then the step is
@@ -282,17 +264,14 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
   towers = placement.devices
   examples_per_step = (cfg.batch_size * len(towers) * placement.replicas *
                        (sync.workers if sync else 1))
-  default_device = '/gpu:0' if machine.gpu_count() else '/cpu:0'
-  asked = getattr(cfg, 'compiled_loop', False) is True
-  why_not = (why_not_compiled(cfg, placement, queue, sync, cluster)
-             if asked else None)
-  compiled = asked and why_not is None
-  if why_not:
-    # Asked for (or 'auto' on a GPU): one line why not; the run's settings
-    # record what runs.
-    log.info('the in-graph loop runs in TensorFlow\'s executor, not as one '
-             'XLA program: %s', why_not)
-    cfg.compiled_loop = False
+  default_device = '/gpu:0' if gpus.count() else '/cpu:0'
+  compiled = getattr(cfg, 'compiled_loop', False) is True
+  why_not = compiled and settings.why_not_compiled(
+      cfg, placement, parameter_servers=bool(sync or cluster))
+  if why_not or (compiled and not getattr(queue, 'raw', False)):
+    raise ValueError('--compiled_loop true, but %s: the settings step '
+                     'decides it (settings.for_trainer)' % (
+                         why_not or 'a queue of distorted images'))
   # Compiled, only the summary steps use the feeds: they dequeue as they go.
   feeds = [Feed(queue, cfg.batch_size, device or default_device,
                 cfg.prefetch_to_device and not compiled) for device in towers]
@@ -381,20 +360,6 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
                          inputs=Inputs(queue.files, queue.queue.close(
                              cancel_pending_enqueues=True)))
   return placement.finish(graph)
-
-
-def prepare(cfg, devices=None, cpu_devices=1, placement=None, **build):
-  """What every trainer does first: `cfg` with its 'auto' options decided
-  for `devices` (machine.training_settings), the training graph in the
-  current default graph (build_graph; the placement from
-  --variable_update for towers on `devices`, unless given), and the
-  session's settings. Returns (cfg, graph, session config)."""
-  cfg = machine.training_settings(cfg, devices)
-  if placement is None:
-    placement = placements.for_towers(getattr(cfg, 'variable_update', None),
-                                      devices)
-  graph = build_graph(cfg, placement, **build)
-  return cfg, graph, machine.session_config(cfg, cpu_devices)
 
 
 def loop_graph(step, global_step, examples_per_step, prime=None,

@@ -26,6 +26,7 @@ import tensorflow.compat.v1 as tf
 from cifar10_tutorial import cifar10
 from cifar10_tutorial import cifar10_input
 from cifar10_tutorial.core import records
+from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import rundir
 from cifar10_tutorial.own_images import images
 from cifar10_tutorial.shell import program
@@ -83,6 +84,9 @@ def _table(found, top):
 
 def predict(cfg):
   """Prints the classes of cfg.images; 1 if any file failed, else 0."""
+  slow = machine.precision_warning_for(cfg)
+  if slow:
+    log.warning('warning: %s', slow)
   path, step = rundir.latest(cfg.checkpoint_dir)
   if not path:
     raise NoCheckpoint('%s: expected a checkpoint of a trained run, found '

@@ -4,9 +4,8 @@
       return program.main('cifar10_eval', __doc__, evaluate, argv)
 
 `main` parses the program's flags (flags.py), sends log lines to stdout
-(TensorFlow's own chatter only with --tf_logs), warns when the chosen
-precision will be slow here, runs `body(cfg)` with Ctrl-C and SIGTERM
-handled, and turns the outcome into an exit status: what `body` returns
+(TensorFlow's own chatter only with --tf_logs), runs `body(cfg)` with
+Ctrl-C and SIGTERM handled, and turns the outcome into an exit status: what `body` returns
 (None is 0); 1 for an error the user can fix, as one line
 `error: <file>: expected ..., found ...`; 128 + the signal number after a
 stop on a signal. Programs call quiet.install() before importing
@@ -18,12 +17,12 @@ import os
 import sys
 import threading
 
-import cifar10_tutorial
 from cifar10_tutorial.core import children
 from cifar10_tutorial.core import progress
 from cifar10_tutorial.core import records
 from cifar10_tutorial.core import stopping
 from cifar10_tutorial.shell import flags
+from cifar10_tutorial.shell import quiet
 
 log = logging.getLogger('cifar10_tutorial')
 
@@ -54,7 +53,7 @@ def setup_logging(cfg, timestamps=True):
   # TensorFlow's logger prints through its own handler: not through ours too.
   tf_logger.propagate = False
   tf_logger.setLevel(logging.INFO if cfg.tf_logs else logging.WARNING)
-  cifar10_tutorial.show_tensorflow_deprecations(cfg.tf_logs)
+  quiet.show_tensorflow_deprecations(cfg.tf_logs)
 
 
 def _finish_step(signum):
@@ -119,11 +118,6 @@ def main(program, doc, body, argv=None, errors=(), on_signal='stopped',
   if problem:
     log.error('error: %s', problem)
     return 2
-  if hasattr(cfg, 'precision'):
-    from cifar10_tutorial.engine import machine   # TensorFlow: only programs with it
-    warning = machine.precision_warning_for(cfg)
-    if warning:
-      log.warning('warning: %s', warning)
   if callable(on_signal):   # decided by the flags: on_signal(cfg)
     on_signal = on_signal(cfg)
   if on_signal is FINISH_STEP:

@@ -25,9 +25,10 @@ from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import summaries as summaries_lib
 from cifar10_tutorial.engine import evaluation
 from cifar10_tutorial.engine import machine
+from cifar10_tutorial.engine import settings
 from cifar10_tutorial.engine import train_graph
 from cifar10_tutorial.shell import flags
-from cifar10_tutorial.tools import bench
+from cifar10_tutorial.tools import bench_configs
 
 # Ops that multiply, and how many multiply-adds each does.
 _PRODUCTS = ('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
@@ -162,21 +163,22 @@ def input_alone(name, args):
 def train(name, args):
   """Training steady state: the trainers' graph and in-graph loop (no
   summary steps), timed after a warm-up."""
-  config = bench.TRAIN[name]
+  config = bench_configs.TRAIN[name]
   towers = config.get('towers', 1)
   steps, warmup = args.steps, args.warmup
   if config.get('slow'):
-    steps, warmup = min(steps, bench.SLOW_STEPS), min(warmup,
-                                                      bench.SLOW_WARMUP)
+    steps, warmup = min(steps, bench_configs.SLOW_STEPS), min(warmup,
+                                                      bench_configs.SLOW_WARMUP)
   cfg = flags.multi_gpu_config(**dict(
       dict(data_dir=args.data_dir, batch_size=args.batch_size,
            num_gpus=towers), **config['flags']))
   devices, cpus = machine.tower_devices(towers, 'auto')
-  if machine.variable_update(cfg.variable_update,
-                             machine.on_gpu(devices)) == 'collective':
-    cfg.variable_update = 'replicated'   # one process: a copy per GPU
-  cfg, graph, config = train_graph.prepare(
-      cfg, devices if towers > 1 else None, cpus)
+  cfg, placement = settings.for_trainer(cfg, devices if towers > 1 else None)
+  if placement is None:   # one process here: a copy per GPU
+    cfg, placement = settings.for_trainer(
+        settings.replace(cfg, variable_update='replicated'), devices)
+  graph = train_graph.build_graph(cfg, placement)
+  config = machine.session_config(cfg, cpus)
 
   k = train_graph.longest_run(cfg)
 
@@ -204,8 +206,10 @@ def train(name, args):
 
 def checkpoint(name, args):
   """Saves a freshly initialised model (and its averages) for eval."""
-  train_graph.build_graph(machine.resolve(
-      flags.training_config(data_dir=args.data_dir), on_gpu=False))
+  cfg, placement = settings.for_trainer(flags.training_config(
+      data_dir=args.data_dir, steps_per_run=1, xla=False,
+      prefetch_to_device=False, preprocess_on='cpu', compiled_loop=False))
+  train_graph.build_graph(cfg, placement)
   with tf.Session() as sess:
     sess.run(tf.global_variables_initializer())
     return {'path': tf.train.Saver().save(sess, os.path.join(
@@ -214,10 +218,10 @@ def checkpoint(name, args):
 
 def evaluate(name, args):
   """One pass over the eval data, after an untimed pass that loads kernels."""
-  config = bench.EVAL[name]
+  config = bench_configs.EVAL[name]
   overrides = dict(config['flags'])
   if config.get('slow'):
-    overrides['num_examples'] = bench.SLOW_EVAL_EXAMPLES
+    overrides['num_examples'] = bench_configs.SLOW_EVAL_EXAMPLES
   graph = evaluation.EvalGraph(flags.eval_config(data_dir=args.data_dir,
                                                  **overrides))
   path = tf.train.latest_checkpoint(args.checkpoint_dir)
@@ -245,17 +249,22 @@ def _op_times(run_metadata):
 
 
 def trace(name, args):
-  """Where a step's time goes, for one whole run's settings (bench.RUNS):
+  """Where a step's time goes, for one whole run's settings (bench_configs.RUNS):
   seconds per step in K-step runs, in one-step runs and in summary steps,
   and a full trace of one of each (op time by type, Chrome traces)."""
-  run = bench.RUNS[name]
+  run = bench_configs.RUNS[name]
   cfg = flags.parse(run['program'], ['--data_dir', args.data_dir,
                                      '--batch_size', str(args.batch_size)] +
                     run['flags'])
   devices, cpus = None, 1
   if run['program'] == 'cifar10_multi_gpu_train':
     devices, cpus = machine.tower_devices(cfg.num_gpus, cfg.tower_device)
-  cfg, graph, config = train_graph.prepare(cfg, devices, cpus)
+  cfg, placement = settings.for_trainer(cfg, devices)
+  if placement is None:   # one process here: a copy per GPU
+    cfg, placement = settings.for_trainer(
+        settings.replace(cfg, variable_update='replicated'), devices)
+  graph = train_graph.build_graph(cfg, placement)
+  config = machine.session_config(cfg, cpus)
   summary_fetches = [graph.summary_step.train_op,
                      summaries_lib.fetches(graph.summary_step.summaries)]
   k = train_graph.longest_run(cfg)
