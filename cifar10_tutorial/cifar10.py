@@ -1,13 +1,14 @@
-"""The tutorial's network, its loss, and the op that trains it.
+"""The tutorial's network, its loss, the training step and the update.
 
-Shared by the training core and the eval loop:
+What every trainer and the eval loop build with:
 
   model = inference(images)                    # logits + what the loss needs
   total_loss, losses = loss(model, labels)
   lr = learning_rate(global_step, examples_per_step, examples_per_epoch)
-  grads = gradient_descent(lr).compute_gradients(total_loss, model.variables)
+  tower = train_step(images, labels, gradient_descent(lr))   # the two above,
+                                               # and the gradients
   averages = moving_averages(global_step)      # once per trainer
-  train_op = apply_and_average(grads, global_step, lr, averages)
+  train_op = apply_and_average(tower.grads, global_step, lr, averages)
 
 Summaries (loss_summaries, training_summaries, activation_summaries) are
 made apart from the update ops, so the training loop can build a step with
@@ -233,6 +234,38 @@ def loss_summaries(losses, averages):
       items.append(summary.scalar(l.op.name + ' (raw)', l))
       items.append(summary.scalar(l.op.name, average))
   return items
+
+
+# What one tower's training step makes: its gradients, total loss,
+# loss-average update and summary items.
+Tower = collections.namedtuple('Tower', ['grads', 'total_loss',
+                                         'loss_update', 'summaries'])
+
+
+def train_step(images, labels, opt, lrn='matmul', precision='fp32',
+               reuse=False, loss_averages=None, with_summaries=True,
+               class_names=defaults.CLASS_NAMES):
+  """The training step of one tower: a batch through the network
+  (inference), its loss (loss) and the gradients of that loss (`opt`'s);
+  a Tower. Every trainer builds its steps from it (engine/train_graph.py:
+  one tower, or several whose gradients are then combined).
+
+  Run inside a tower's device and name scope; `reuse` once the network's
+  variables exist. Each tower keeps its own loss, loss averages
+  (`loss_averages`, a LossAverages kept across builds) and summaries.
+  """
+  with tf.variable_scope(tf.get_variable_scope(), reuse=reuse):
+    model = inference(images, lrn=lrn, precision=precision,
+                      num_classes=len(class_names))
+  total, losses = loss(model, labels)
+  loss_averages = loss_averages or LossAverages()
+  update, averages = loss_averages.update(losses + [total])
+  grads = opt.compute_gradients(total, model.variables)
+  items = []
+  if with_summaries:
+    items = (loss_summaries(losses + [total], averages) +
+             activation_summaries(model, images, labels, class_names))
+  return Tower(grads, total, update, items)
 
 
 def learning_rate(global_step, examples_per_step, examples_per_epoch):

@@ -38,6 +38,8 @@ import logging
 import os
 import sys
 
+import tensorflow.compat.v1 as tf
+
 from cifar10_tutorial import cifar10
 from cifar10_tutorial.cluster import private_net
 from cifar10_tutorial.cluster import replicas
@@ -47,6 +49,7 @@ from cifar10_tutorial.engine import loop
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import rundir
 from cifar10_tutorial.engine import settings
+from cifar10_tutorial.engine import train_graph
 from cifar10_tutorial.shell import flags
 from cifar10_tutorial.shell import program
 
@@ -74,7 +77,15 @@ def train(cfg):
         settings.replace(cfg, variable_update='replicated'), devices)
   log.info('%d towers on %s, %d examples per step', len(devices),
            ', '.join(devices), examples)
-  loop.build_and_train(cfg, placement, cpu_devices)
+  with tf.Graph().as_default():
+    # The towers: each builds cifar10.train_step on a batch of its own, on
+    # its device and in its name scope (tower_0, tower_1, ...); the
+    # placement turns their gradients into one update: averaged on the CPU
+    # and applied once (placement.average_gradients, the tutorial's), or
+    # summed on every GPU by NCCL (placement.all_sum, replicated). Then the
+    # loop every trainer runs.
+    graph = train_graph.build_graph(cfg, placement)
+    loop.train(graph, cfg, machine.session_config(cfg, cpu_devices))
 
 
 def _private_network(cfg, towers):

@@ -1,8 +1,8 @@
 """The training loop all the trainers share: resume, train, checkpoint.
 
     cfg, placement = settings.for_trainer(flag_values, devices)  # every auto
-    build_and_train(cfg, placement)   # the graph, then train (below)
-    train(graph, cfg, session_config, cluster=None)
+    graph = train_graph.build_graph(cfg, placement)
+    train(graph, cfg, machine.session_config(cfg))   # the loop (_Run.train)
 
 `train` resumes from the newest readable checkpoint in --train_dir (holding
 the dir's lock for the run), runs the graph's steps to --max_steps (several
@@ -34,7 +34,6 @@ from cifar10_tutorial.engine import input_watch
 from cifar10_tutorial.engine import machine
 from cifar10_tutorial.engine import rundir
 from cifar10_tutorial.engine import steps
-from cifar10_tutorial.engine import train_graph
 
 log = logging.getLogger('cifar10_tutorial')
 
@@ -73,23 +72,12 @@ def train(graph, cfg, config, cluster=None):
   return training.lead()
 
 
-def build_and_train(cfg, placement, cpu_devices=1):
-  """Builds the training graph of `placement` (settings.for_trainer's) in
-  a graph of its own and trains it; `cpu_devices` the session's CPU
-  devices (virtual ones for towers on the CPU). Returns the final step."""
-  with tf.Graph().as_default():
-    graph = train_graph.build_graph(cfg, placement)
-    return train(graph, cfg, machine.session_config(cfg, cpu_devices))
-
-
 class _Training(object):
   """One training run: what every part of it needs, held in one place."""
 
   def __init__(self, graph, cfg, config, cluster):
     self.graph, self.cfg, self.config = graph, cfg, config
     self.cluster = cluster
-    self.checkpoint_secs = cfg.save_checkpoint_secs
-    self.checkpoint_steps = cfg.save_checkpoint_steps
     self.start = None   # config.json's new content, once a run has trained
     self.lock = None    # the train dir's (rundir.Lock), kept once written
 
@@ -184,148 +172,201 @@ class _Training(object):
     at and whether it stopped because another process of an all-reduce run
     was asked to. Not `writes`: such a process other than the chief, which
     writes nothing."""
-    graph, cfg, cluster = self.graph, self.cfg, self.cluster
-    saver = writer = snapshot = graph_text = None
+    run = _Run(self, path, writes)   # its ops, before the graph is final
+    tf.get_default_graph().finalize()
+    with steps.session(self.cluster, self.config) as (sess, fetch):
+      run.start(sess, fetch)          # restore or initialize, input threads
+      try:
+        step = run.begin()            # its files, the first checkpoint
+        step, stop = run.train(step)  # runs of steps to --max_steps or a stop
+        run.finish(step)              # the last checkpoint
+      finally:
+        run.close(unwinding=sys.exc_info()[0] is not None)
+    return step, stop and not stopping.requested()
+
+
+class _Run(object):
+  """One session of a training run, in the order it happens: the ops it
+  needs (made here, before the graph is final), then start, begin, train,
+  finish and close."""
+
+  def __init__(self, training, path, writes):
+    graph, cluster = training.graph, training.cluster
+    self.training, self.graph, self.cfg = training, graph, training.cfg
+    self.cluster, self.path, self.writes = cluster, path, writes
+    self.saver = self.snapshot = self.writer = self.graph_text = None
+    self.saves = self.watch = self.shown = None
+    self.threads = []
     # Relative paths in the `checkpoint` list: a copied or moved train dir
     # keeps working, and rotation never reaches another folder. In a
     # cluster the chief saves every variable itself (not sharded, which
     # would make each parameter server write its part on its own disk).
-    saving = dict(sharded=not cluster, max_to_keep=rundir.KEEP,
-                  save_relative_paths=True)
+    self.saving = dict(sharded=not cluster, max_to_keep=rundir.KEEP,
+                       save_relative_paths=True)
     if writes or path:
-      saver = tf.train.Saver(graph.saved, **saving)
+      self.saver = tf.train.Saver(graph.saved, **self.saving)
     if writes:
       # Checkpoints are written from a copy, while training goes on.
-      snapshot = checkpoints.Snapshot(graph.saved or tf.global_variables(),
-                                      **saving)
-    init = tf.global_variables_initializer()
-    local_init = tf.local_variables_initializer()
-    summary_fetches = [graph.summary_step.train_op,
-                       graph.summary_step.total_loss]
+      self.snapshot = checkpoints.Snapshot(
+          graph.saved or tf.global_variables(), **self.saving)
+    self.init = tf.global_variables_initializer()
+    self.local_init = tf.local_variables_initializer()
+    self.summary_fetches = [graph.summary_step.train_op,
+                            graph.summary_step.total_loss]
     if writes:
-      summary_fetches.append(summaries.fetches(graph.summary_step.summaries))
-    tf.get_default_graph().finalize()
-    coord = tf.train.Coordinator()
-    with steps.session(cluster, self.config) as (sess, fetch):
-      if path:
-        saver.restore(sess, path)
-        if snapshot:
-          # What the rotation may remove: the newest kept up to this one.
-          snapshot.saver.recover_last_checkpoints(
-              [p for s, p in rundir.checkpoints(cfg.train_dir)
-               if s <= int(path.rsplit('-', 1)[1])][-rundir.KEEP:])
-      else:
-        fetch(init)
-      fetch(local_init)
-      if graph.sync:
-        fetch(graph.sync.worker_init)
-        fetch(graph.sync.chief_init)
-      threads = tf.train.start_queue_runners(sess, coord)
-      if graph.sync:   # the chief applies each synchronous step
-        threads += graph.sync.releaser.create_threads(sess, coord,
-                                                      start=True)
-      watch = (input_watch.InputWatch(graph.inputs, coord, sess)
-               if graph.inputs else None)
-      saves = None
-      # From here a stop request finishes a step and checkpoints; before,
-      # it stops at once, and a new run leaves nothing.
-      stopping.work_underway()
+      self.summary_fetches.append(
+          summaries.fetches(graph.summary_step.summaries))
+    self.coord = tf.train.Coordinator()
+
+  def start(self, sess, fetch):
+    """Restores the checkpoint at `path`, or initializes; starts the input
+    threads (and a synchronous cluster's releaser) and the input watch."""
+    graph, cfg, path = self.graph, self.cfg, self.path
+    self.sess, self.fetch = sess, fetch
+    if path:
+      self.saver.restore(sess, path)
+      if self.snapshot:
+        # What the rotation may remove: the newest kept up to this one.
+        self.snapshot.saver.recover_last_checkpoints(
+            [p for s, p in rundir.checkpoints(cfg.train_dir)
+             if s <= int(path.rsplit('-', 1)[1])][-rundir.KEEP:])
+    else:
+      fetch(self.init)
+    fetch(self.local_init)
+    if graph.sync:
+      fetch(graph.sync.worker_init)
+      fetch(graph.sync.chief_init)
+    self.threads = tf.train.start_queue_runners(sess, self.coord)
+    if graph.sync:   # the chief applies each synchronous step
+      self.threads += graph.sync.releaser.create_threads(sess, self.coord,
+                                                         start=True)
+    if graph.inputs:
+      self.watch = input_watch.InputWatch(graph.inputs, self.coord, sess)
+    # From here a stop request finishes a step and checkpoints; before, it
+    # stops at once, and a new run leaves nothing.
+    stopping.work_underway()
+
+  def begin(self):
+    """The run's first files and checkpoint (the chief's); the global step
+    it starts from, after the first run (all-reduce: the chief's
+    variables, to all)."""
+    graph, cfg, fetch = self.graph, self.cfg, self.fetch
+    if self.writes:
+      if self.training.lock:
+        self.training.lock.keep()   # its first files: the folder is the run's
+      self.writer, size, self.graph_text = checkpoints.start_files(graph, cfg)
+    fetch(graph.prime)
+    step = fetch(graph.global_step)
+    if self.writes:
+      self.writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START),
+                                  step)
+      # Its runs held to a cluster's deadline, as the steps are.
+      self.saves = checkpoints.Checkpoints(
+          self.saver, steps.FetchSession(self.sess, fetch), cfg.train_dir,
+          cfg.save_checkpoint_secs, cfg.save_checkpoint_steps, size,
+          self.snapshot)
+      self.saves.save(step)
+    elif step < cfg.max_steps:
+      log.info('%s: training from global step %d', self.cluster.name, step)
+    self.shown = steps.Progress(self.writer, step, graph.examples_per_step,
+                                cfg.log_frequency, cfg.max_steps,
+                                quiet=not self.writes)
+    return step
+
+  def train(self, step):
+    """Runs steps from `step` until --max_steps, a stop request (of any of
+    the processes of an all-reduce run) or an input that can no longer
+    feed them; summaries at the first step and every 100th, a checkpoint
+    when due. Returns (the step reached, whether a vote stopped it)."""
+    cfg, every = self.cfg, defaults.SAVE_SUMMARIES_STEPS
+    summarized, stop = None, False   # the step of the last summary
+    while not (self.watch and self.watch.error):
+      # Summaries at the first step, then each time a multiple of 100 is
+      # reached (or passed, when other workers of a cluster trained).
+      summary = summarized is None or step // every > summarized // every
+      planned = (1 if summary else
+                 steps.next_run(step, cfg, cfg.save_checkpoint_steps))
+      stop, count = steps.agree(self.graph, self.fetch,
+                                max(0, min(planned, cfg.max_steps - step)))
+      if stop or count <= 0:
+        break
+      first = step
+      losses = self._run(step, count, summary)
+      if losses is None:   # the input watch closed the queue under the run
+        return self.fetch(self.graph.global_step), stop
+      if summary:
+        summarized = first
+      # A parameter-server cluster's chief: others advance it too.
+      step = (self.fetch(self.graph.global_step)
+              if self.cluster and self.graph.agreement is None
+              else first + len(losses))
+      self.shown.ran(first, losses, step)
+      self._after_run(step)
+    return step, stop
+
+  def _run(self, first, count, summary):
+    """One session run from step `first`: the summary step, or `count`
+    steps; their losses (checked), or None where the input watch closed
+    the queue under it."""
+    try:
+      if not summary:
+        losses = steps.run(self.graph, self.fetch, count, first)
+        check_losses(first, losses)
+        return losses
+      values = self.fetch(self.summary_fetches)
+      losses = np.array([values[1]])
+      check_losses(first, losses)
+      if self.writes:
+        _write_summary(self.writer, self.graph, values[2], first)
+      return losses
+    except tf.errors.OutOfRangeError:
+      if not (self.watch and self.watch.check()):
+        raise
+      return None
+
+  def _after_run(self, step):
+    """The settings recorded once a run has trained; a checkpoint when
+    due (and what became of the one before)."""
+    if self.training.start and self.writes:
+      rundir.record_start(self.cfg.train_dir, self.training.start)
+      self.training.start = None
+    if self.saves:
+      self.saves.check()
+      if self.saves.due(step):
+        self.saves.save(step)
+
+  def finish(self, step):
+    """The last checkpoint, written; the input's failure, if that is why
+    the run stopped."""
+    if self.saves:
+      self.saves.save(step)
+      self.saves.wait()
+    if self.watch and self.watch.error:
+      raise records.DataError('%s; stopped at step %d%s' % (
+          self.watch.error, step, ', checkpoint saved' if self.saves else ''))
+
+  def close(self, unwinding):
+    """Stops the input watch and threads, ends a save still being written
+    and closes the event file; while an error is on its way out, theirs
+    are second to it."""
+    if self.watch:
+      self.watch.stop()
+    if self.saves and unwinding:
       try:
-        if writes:
-          if self.lock:
-            self.lock.keep()   # the run's first files: the folder is the run's
-          writer, checkpoint_bytes, graph_text = checkpoints.start_files(
-              graph, cfg)
-        fetch(graph.prime)   # all-reduce: the chief's variables, to all
-        step = fetch(graph.global_step)
-        if writes:
-          writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START),
-                                 step)
-          # Its runs held to a cluster's deadline, as the steps are.
-          saves = checkpoints.Checkpoints(
-              saver, steps.FetchSession(sess, fetch), cfg.train_dir,
-              self.checkpoint_secs, self.checkpoint_steps, checkpoint_bytes,
-              snapshot)
-          saves.save(step)
-        elif step < cfg.max_steps:
-          log.info('%s: training from global step %d', cluster.name, step)
-        shown = steps.Progress(writer, step, graph.examples_per_step,
-                         cfg.log_frequency, cfg.max_steps, quiet=not writes)
-        summarized = None   # the step of the last summary
-        every = defaults.SAVE_SUMMARIES_STEPS
-        stop = False
-        while True:
-          first = step
-          # Summaries at the first step, then each time a multiple of 100 is
-          # reached (or passed, when other workers of a cluster trained).
-          summary = (summarized is None or
-                     step // every > summarized // every)
-          planned = (1 if summary else
-                     steps.next_run(step, cfg, self.checkpoint_steps))
-          if watch and watch.error:
-            break
-          stop, count = steps.agree(graph, fetch, max(0, min(
-              planned, cfg.max_steps - step)))
-          if stop or count <= 0:
-            break
-          try:
-            if summary:
-              values = fetch(summary_fetches)
-              losses = np.array([values[1]])
-              check_losses(first, losses)
-              if writes:
-                _write_summary(writer, graph, values[2], first)
-              summarized = first
-            else:
-              losses = steps.run(graph, fetch, count, step)
-              check_losses(first, losses)
-          except tf.errors.OutOfRangeError:
-            if not (watch and watch.check()):
-              raise
-            # The queue was closed under the run: the steps it did count.
-            step = fetch(graph.global_step)
-            break
-          # A parameter-server cluster's chief: others advance it too.
-          step = (fetch(graph.global_step)
-                  if cluster and graph.agreement is None
-                  else first + len(losses))
-          shown.ran(first, losses, step)
-          if self.start and writes:
-            rundir.record_start(cfg.train_dir, self.start)
-            self.start = None
-          if saves:
-            saves.check()
-            if saves.due(step):
-              saves.save(step)
-        if saves:
-          saves.save(step)
-          saves.wait()
-        if watch and watch.error:
-          raise records.DataError('%s; stopped at step %d%s' % (
-              watch.error, step, ', checkpoint saved' if saves else ''))
-      finally:
-        if watch:
-          watch.stop()
-        unwinding = sys.exc_info()[0] is not None
-        if saves and unwinding:
-          # A save still being written ends before the session does; what
-          # it says is second to the error that got here first.
-          try:
-            saves.wait()
-          except Exception as e:
-            log.debug('a checkpoint being written: %s', e)
-        try:
-          if writer:
-            graph_text.join()
-            writer.close()
-        except (RuntimeError, OSError) as e:
-          # A full disk fails the last flush too; the error that got here
-          # first is the one to report.
-          if not unwinding:
-            raise rundir.disk_problem(cfg.train_dir, e) or e
-        finally:
-          steps.join_threads(coord, threads, cluster, unwinding)
-    return step, stop and not stopping.requested()
+        self.saves.wait()
+      except Exception as e:   # pylint: disable=broad-except
+        log.debug('a checkpoint being written: %s', e)
+    try:
+      if self.writer:
+        self.graph_text.join()
+        self.writer.close()
+    except (RuntimeError, OSError) as e:
+      # A full disk fails the last flush too; the error that got here
+      # first is the one to report.
+      if not unwinding:
+        raise rundir.disk_problem(self.cfg.train_dir, e) or e
+    finally:
+      steps.join_threads(self.coord, self.threads, self.cluster, unwinding)
 
 
 def check_losses(first, losses):

@@ -1,7 +1,8 @@
 """Where a trainer's variables live, and how its towers' gradients become
-one update: one small class per --variable_update mode.
+one update: one small class per way of placing them (--variable_update,
+and a process's place among N), chosen by the settings step.
 
-    placement = placement.for_towers(cfg.variable_update, devices)
+    cfg, placement = settings.for_trainer(flag_values, devices)
     graph = train_graph.build_graph(cfg, placement)
 
 train_graph asks a placement, for each tower i, for the scope to build the

@@ -1,10 +1,11 @@
 """The training graph every trainer shares: one builder for 1..N towers.
 
-    graph = build_graph(cfg)                                # cifar10_train
-    graph = build_graph(cfg, placement.for_towers(          # cifar10_multi_gpu_train
-        'replicated', ['/gpu:0', '/gpu:1']))
-    graph = build_graph(cfg, placement.Collective(...))     # one process of N
-    loop.train(graph, cfg, config)                          # the loop: loop.py
+    cfg, placement = settings.for_trainer(flag_values, devices)
+    graph = build_graph(cfg, placement)   # one tower, towers, one process of N
+    loop.train(graph, cfg, config)        # the loop: loop.py
+
+A step's tower is cifar10.train_step (the network, its loss, its
+gradients); this module builds the rest around it.
 
 The placement (placement.py) says where the variables live and how the
 towers' gradients are combined: with none, the graph is the single-device
@@ -72,37 +73,6 @@ TrainGraph = collections.namedtuple('TrainGraph', [
 Inputs = collections.namedtuple('Inputs', ['files', 'close'])
 # One training step: its update op, loss and summary items.
 Step = collections.namedtuple('Step', ['train_op', 'total_loss', 'summaries'])
-# What one tower builds: its gradients, total loss, loss-average update and
-# summary items.
-Tower = collections.namedtuple('Tower', ['grads', 'total_loss',
-                                         'loss_update', 'summaries'])
-
-
-def tower(images, labels, opt, lrn='matmul', precision='fp32', reuse=False,
-          loss_averages=None, with_summaries=True,
-          class_names=defaults.CLASS_NAMES):
-  """The network, its loss and its gradients on one batch.
-
-  Run inside a tower's device and name scope; `reuse` once the network's
-  variables exist. Each tower keeps its own loss, loss averages
-  (`loss_averages`, a cifar10.LossAverages kept across builds) and
-  summaries.
-  """
-  with tf.variable_scope(tf.get_variable_scope(), reuse=reuse):
-    model = cifar10.inference(images, lrn=lrn, precision=precision,
-                              num_classes=len(class_names))
-  total, losses = cifar10.loss(model, labels)
-  loss_averages = loss_averages or cifar10.LossAverages()
-  update, averages = loss_averages.update(losses + [total])
-  grads = opt.compute_gradients(total, model.variables)
-  items = []
-  if with_summaries:
-    items = (cifar10.loss_summaries(losses + [total], averages) +
-             cifar10.activation_summaries(model, images, labels,
-                                          class_names))
-  return Tower(grads, total, update, items)
-
-
 class Feed(object):
   """One tower's batches from the shared queue, on the tower's device.
 
@@ -242,18 +212,16 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
   `placement` (placement.py): where the variables live and how the towers'
   gradients are combined; None is the single-device trainer's. `cfg` is
   the run's Settings, every 'auto' decided (settings.py); nothing here
-  changes them. `queue` replaces the
-  training queue (tests feed fixed batches). `sync` (a
-  sync_steps.SyncSteps) makes each step wait for one batch's gradients from
-  every worker of a parameter-server cluster, averaged: then the step is
-  built once, without the in-graph loop, and the moving averages are
-  updated by the chief's releaser, once a step. `cluster`: the graph of an
-  asynchronous cluster's worker (its loop also stops at a global step:
-  loop_graph).
+  changes them. `queue` replaces the training queue (tests feed fixed
+  batches). `sync` (a sync_steps.SyncSteps) makes each step wait for one
+  batch's gradients from every worker of a parameter-server cluster,
+  averaged: then the step is built once, without the in-graph loop, and
+  the moving averages are updated by the chief's releaser, once a step.
+  `cluster`: the graph of an asynchronous cluster's worker (its loop also
+  stops at a global step: loop_graph).
   """
   placement = placement or placements.OneDevice()
-  shared = placement.shared
-  with placements.device(shared):
+  with placements.device(placement.shared):
     global_step = tf.train.get_or_create_global_step()
   data = None   # which data, for the run's settings; tests' queues: none
   if queue is None:
@@ -275,67 +243,8 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
   # Compiled, only the summary steps use the feeds: they dequeue as they go.
   feeds = [Feed(queue, cfg.batch_size, device or default_device,
                 cfg.prefetch_to_device and not compiled) for device in towers]
-  with placements.device(shared):
-    averages = cifar10.moving_averages(global_step)
-  loss_averages = [cifar10.LossAverages() for _ in towers]
-  built = []   # the builds so far: the first makes the variables
-
-  def draws():
-    """Each tower's seed this step, for a raw batch's distortions:
-    stateless draws, which XLA compiles with the step (as TensorFlow's
-    stateful ones it does not), and the same run draws the same. Not for a
-    parameter server's workers, which do not know their place among the
-    others (and would draw alike at the same step): TensorFlow's own draws
-    there (None)."""
-    if not getattr(queue, 'raw', False) or sync or cluster:
-      return [None] * len(towers)
-    first = getattr(placement, 'rank', 0) * len(towers)
-    with placements.device(shared):
-      now = global_step.read_value()
-      return [seed(now, first + i, len(towers) * placement.replicas)
-              for i in range(len(towers))]
-
-  def step(with_summaries, batches=None):
-    """One whole step; `batches`: each tower's (raw images, labels), else
-    the feeds'."""
-    with placements.device(shared):
-      lr = cifar10.learning_rate(global_step, examples_per_step,
-                                 queue.num_records)
-    opt = cifar10.gradient_descent(lr)
-    seeds = draws()
-    parts, refills = [], []
-    for i, feed in enumerate(feeds):
-      with placement.tower(i, bool(built)) as reuse:
-        if batches is None:
-          images, labels, refill = feed.batch(seeds[i])
-        else:
-          raw, labels = batches[i]
-          images, refill = queue.finish(raw, seeds[i]), tf.no_op()
-        parts.append(tower(images, labels, opt, cfg.lrn, cfg.precision,
-                           reuse=reuse, loss_averages=loss_averages[i],
-                           with_summaries=with_summaries,
-                           class_names=queue.class_names))
-        refills.append(refill)
-    built.append(with_summaries)
-    update = placement.combine(parts, lr)
-    extra_updates = [t.loss_update for t in parts] + refills + update.extra
-    with placements.device(shared):
-      if sync:
-        train_op = tf.group(
-            sync.apply_gradients(update.grads, global_step,
-                                 cifar10.gradient_descent(lr), averages),
-            *extra_updates, name='train')
-      else:
-        train_op = cifar10.apply_and_average(update.grads, global_step, lr,
-                                             averages, extra_updates)
-    items = []
-    if with_summaries:
-      items = cifar10.training_summaries(update.grads, lr)
-      for t in parts:
-        items += t.summaries
-      items.append(queue.fill_summary())
-    return Step(train_op, update.total_loss, items)
-
+  steps = _Steps(cfg, placement, queue, feeds, global_step,
+                 examples_per_step, sync, stateless=not (sync or cluster))
   primes = [f.prime for f in feeds]
   run = None
   if compiled:
@@ -344,11 +253,11 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
     primes.append(chunks.prime)
     run = functools.partial(
         _compiled_run, chunks,
-        lambda images, labels: step(False, [(images, labels)]), device,
+        lambda images, labels: steps.step(False, [(images, labels)]), device,
         placement)
   # Runs of one step (the CPU's) need no loop: the summary step's update,
   # fetched without its summaries, is the step (one build of it, not two).
-  graph = loop_graph(step, global_step, examples_per_step,
+  graph = loop_graph(steps.step, global_step, examples_per_step,
                      tf.group(*primes),
                      with_loop=not sync and longest_run(cfg) > 1,
                      bounded=cluster, run=run)
@@ -360,6 +269,88 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
                          inputs=Inputs(queue.files, queue.queue.close(
                              cancel_pending_enqueues=True)))
   return placement.finish(graph)
+
+
+class _Steps(object):
+  """Builds whole training steps for loop_graph: each tower's batch
+  through the network (`tower`), the towers' gradients combined by the
+  placement, applied with the moving averages. The first build makes the
+  variables, the later ones share them."""
+
+  def __init__(self, cfg, placement, queue, feeds, global_step,
+               examples_per_step, sync, stateless):
+    self.cfg, self.placement, self.queue = cfg, placement, queue
+    self.feeds, self.global_step = feeds, global_step
+    self.examples_per_step, self.sync = examples_per_step, sync
+    self.stateless = stateless and getattr(queue, 'raw', False)
+    with placements.device(placement.shared):
+      self.averages = cifar10.moving_averages(global_step)
+    self.loss_averages = [cifar10.LossAverages() for _ in feeds]
+    self.built = []   # the builds so far: the first makes the variables
+
+  def seeds(self):
+    """Each tower's seed this step, for a raw batch's distortions:
+    stateless draws, which XLA compiles with the step (as TensorFlow's
+    stateful ones it does not), and the same run draws the same. Not for a
+    parameter server's workers, which do not know their place among the
+    others (and would draw alike at the same step): TensorFlow's own draws
+    there (None)."""
+    towers = len(self.feeds)
+    if not self.stateless:
+      return [None] * towers
+    first = getattr(self.placement, 'rank', 0) * towers
+    with placements.device(self.placement.shared):
+      now = self.global_step.read_value()
+      return [seed(now, first + i, towers * self.placement.replicas)
+              for i in range(towers)]
+
+  def step(self, with_summaries, batches=None):
+    """One whole step (a Step); `batches`: each tower's (raw images,
+    labels), else the feeds'."""
+    cfg, placement, queue = self.cfg, self.placement, self.queue
+    with placements.device(placement.shared):
+      lr = cifar10.learning_rate(self.global_step, self.examples_per_step,
+                                 queue.num_records)
+    opt = cifar10.gradient_descent(lr)
+    seeds = self.seeds()
+    parts, refills = [], []
+    for i, feed in enumerate(self.feeds):
+      with placement.tower(i, bool(self.built)) as reuse:
+        if batches is None:
+          images, labels, refill = feed.batch(seeds[i])
+        else:
+          raw, labels = batches[i]
+          images, refill = queue.finish(raw, seeds[i]), tf.no_op()
+        parts.append(cifar10.train_step(
+            images, labels, opt, cfg.lrn, cfg.precision, reuse=reuse,
+            loss_averages=self.loss_averages[i],
+            with_summaries=with_summaries, class_names=queue.class_names))
+        refills.append(refill)
+    self.built.append(with_summaries)
+    update = placement.combine(parts, lr)
+    train_op = self._apply(update, lr, [t.loss_update for t in parts] +
+                           refills + update.extra)
+    items = []
+    if with_summaries:
+      items = cifar10.training_summaries(update.grads, lr)
+      for t in parts:
+        items += t.summaries
+      items.append(queue.fill_summary())
+    return Step(train_op, update.total_loss, items)
+
+  def _apply(self, update, lr, extra_updates):
+    """The update applied, the moving averages after it, and
+    `extra_updates`: one op (a synchronous cluster's step applies once
+    every worker's gradients are in)."""
+    with placements.device(self.placement.shared):
+      if self.sync:
+        return tf.group(
+            self.sync.apply_gradients(update.grads, self.global_step,
+                                      cifar10.gradient_descent(lr),
+                                      self.averages),
+            *extra_updates, name='train')
+      return cifar10.apply_and_average(update.grads, self.global_step, lr,
+                                       self.averages, extra_updates)
 
 
 def loop_graph(step, global_step, examples_per_step, prime=None,

@@ -438,96 +438,42 @@ def main(argv=None):
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _bench(args, scratch):
+def _data(args, scratch):
+  """(data folder, train records, kind, what to say): the real data in
+  --data_dir, else synthetic records written to `scratch`."""
   try:
     train_records, _ = records.check_data_dir(args.data_dir)
-    data_dir, kind = args.data_dir, 'real data'
-    source = 'real data in %s' % args.data_dir
+    return (args.data_dir, train_records, 'real data',
+            'real data in %s' % args.data_dir)
   except records.DataError:
-    train_records = defaults.EXAMPLES_PER_EPOCH_TRAIN
     data_dir = os.path.join(scratch, 'data')
-    records.write_random(data_dir, train_records,
+    records.write_random(data_dir, defaults.EXAMPLES_PER_EPOCH_TRAIN,
                          defaults.EXAMPLES_PER_EPOCH_EVAL)
-    kind = 'synthetic'
-    source = 'SYNTHETIC records (no data in %s)' % args.data_dir
+    return (data_dir, defaults.EXAMPLES_PER_EPOCH_TRAIN, 'synthetic',
+            'SYNTHETIC records (no data in %s)' % args.data_dir)
+
+
+def _bench(args, scratch):
+  data_dir, train_records, kind, source = _data(args, scratch)
   print('bench: %s; %d CPUs; %d round(s); training: batch %d, %d timed steps '
         'after %d warm-up' % (source, os.cpu_count(), args.rounds,
                               args.batch_size, args.steps, args.warmup),
         flush=True)
   runner = Runner(args)
   summary = {'source': source, 'cpus': os.cpu_count()}
-
   if 'peak' in args.parts:
     peak = runner.run('peak', 'matmul', data_dir)
     summary['peak'] = peak
     print('\nmachine: float32 matrix product %.0f GFLOP/s, bfloat16 %.0f '
           'GFLOP/s (2048 x 2048)' % (peak['fp32_matmul_gflops'],
                                      peak['bf16_matmul_gflops']), flush=True)
-
-  if 'input' in args.parts:
-    print('\ninput pipeline alone (%d threads, batches of %d):' % (
-        defaults.INPUT_THREADS, args.batch_size))
-    runner.rounds('input', INPUT, args.inputs, data_dir, 'examples_per_sec',
-                  'examples/s')
-    summary['input'] = runner.table('input', args.inputs, INPUT_COLUMNS,
-                                    'cpu_ms_per_example', 'CPU-ms vs first',
-                                    inverse=True)
-
-  if 'train' in args.parts:
-    print('\ntraining:')
-    runner.rounds('train', TRAIN, args.configs, data_dir, 'examples_per_sec',
-                  'examples/s')
-    summary['train'] = runner.table('train', args.configs, TRAIN_COLUMNS,
-                                    'examples_per_sec')
-
-  if 'eval' in args.parts:
-    print('\neval (one pass; bf16 over %d images):' % SLOW_EVAL_EXAMPLES)
-    runner.run('checkpoint', 'fresh', data_dir)
-    runner.rounds('eval', EVAL, args.evals, data_dir, 'images_per_sec',
-                  'images/s')
-    summary['eval'] = runner.table('eval', args.evals, EVAL_COLUMNS,
-                                   'images_per_sec')
-
+  _configurations(args, runner, data_dir, summary)
   if 'memory' in args.parts:
-    many = 10 * train_records
-    print('\nmemory: training (default) on %d synthetic records ...' % many,
-          flush=True)
-    big = os.path.join(scratch, 'data_x10')
-    records.write_random(big, many, defaults.EXAMPLES_PER_EPOCH_EVAL, seed=1)
-    if not any(r['kind'] == 'train' and r['config'] == 'default'
-               for r in runner.results):
-      runner.run('train', 'default', data_dir)
-    runner.run('memory', 'default', big)
-    shutil.rmtree(big, ignore_errors=True)
-    small = runner.median('train', 'default', 'peak_rss_mb')
-    large = runner.median('memory', 'default', 'peak_rss_mb')
-    summary['memory'] = {'records': train_records, 'peak_rss_mb': small,
-                         'records_x10': many, 'peak_rss_mb_x10': large}
-    print('peak RSS: %.0f MB on %d records (%s), %.0f MB on %d (%+.1f%%)' % (
-        small, train_records, kind, large,
-        many, 100.0 * (large - small) / small))
-
-  for kind, columns in (('sustained', SUSTAINED_COLUMNS),
-                        ('accuracy', ACCURACY_COLUMNS),
-                        ('ready', READY_COLUMNS)):
-    if kind in args.parts:
-      print('\n%s (whole runs: %s):' % (kind, ', '.join(args.runs)),
-            flush=True)
-      os.makedirs(args.checkpoint_dir, exist_ok=True)
-      key, unit = {'sustained': ('examples_per_sec', 'examples/s'),
-                   'accuracy': ('precision_at_1', 'precision @ 1'),
-                   'ready': ('train_seconds', 's to the last checkpoint')}[kind]
-      runner.rounds(kind, RUNS, args.runs, data_dir, key, unit)
-      summary[kind] = runner.table(
-          kind, args.runs, columns,
-          {'sustained': 'examples_per_sec',
-           'ready': 'train_seconds'}.get(kind), inverse=kind == 'ready')
-      for name in args.runs:
-        gpus = {r.get('gpu') for r in runner.results
-                if r['kind'] == kind and r['config'] == name}
-        if gpus - {None}:
-          print('  %s ran on %s' % (name, ', '.join(sorted(gpus - {None}))))
-
+    summary['memory'] = _memory(runner, data_dir, train_records, kind,
+                                scratch)
+  for part in RUN_PARTS:
+    if part in args.parts:
+      summary[part] = _whole_runs(args, runner, part, data_dir)
   os.makedirs(os.path.dirname(args.json) or '.', exist_ok=True)
   with open(args.json, 'w') as f:
     json.dump({'summary': summary, 'runs': runner.results,
@@ -536,6 +482,76 @@ def _bench(args, scratch):
               f, indent=2)
   print('\nwrote %s' % args.json)
   return 0
+
+
+def _configurations(args, runner, data_dir, summary):
+  """The input, train and eval parts: each configuration's rounds, then
+  its table (into `summary`)."""
+  if 'input' in args.parts:
+    print('\ninput pipeline alone (%d threads, batches of %d):' % (
+        defaults.INPUT_THREADS, args.batch_size))
+    runner.rounds('input', INPUT, args.inputs, data_dir, 'examples_per_sec',
+                  'examples/s')
+    summary['input'] = runner.table('input', args.inputs, INPUT_COLUMNS,
+                                    'cpu_ms_per_example', 'CPU-ms vs first',
+                                    inverse=True)
+  if 'train' in args.parts:
+    print('\ntraining:')
+    runner.rounds('train', TRAIN, args.configs, data_dir, 'examples_per_sec',
+                  'examples/s')
+    summary['train'] = runner.table('train', args.configs, TRAIN_COLUMNS,
+                                    'examples_per_sec')
+  if 'eval' in args.parts:
+    print('\neval (one pass; bf16 over %d images):' % SLOW_EVAL_EXAMPLES)
+    runner.run('checkpoint', 'fresh', data_dir)
+    runner.rounds('eval', EVAL, args.evals, data_dir, 'images_per_sec',
+                  'images/s')
+    summary['eval'] = runner.table('eval', args.evals, EVAL_COLUMNS,
+                                   'images_per_sec')
+
+
+def _memory(runner, data_dir, train_records, kind, scratch):
+  """Peak RSS of training on ten times as many records, beside the data's."""
+  many = 10 * train_records
+  print('\nmemory: training (default) on %d synthetic records ...' % many,
+        flush=True)
+  big = os.path.join(scratch, 'data_x10')
+  records.write_random(big, many, defaults.EXAMPLES_PER_EPOCH_EVAL, seed=1)
+  if not any(r['kind'] == 'train' and r['config'] == 'default'
+             for r in runner.results):
+    runner.run('train', 'default', data_dir)
+  runner.run('memory', 'default', big)
+  shutil.rmtree(big, ignore_errors=True)
+  small = runner.median('train', 'default', 'peak_rss_mb')
+  large = runner.median('memory', 'default', 'peak_rss_mb')
+  print('peak RSS: %.0f MB on %d records (%s), %.0f MB on %d (%+.1f%%)' % (
+      small, train_records, kind, large, many,
+      100.0 * (large - small) / small))
+  return {'records': train_records, 'peak_rss_mb': small,
+          'records_x10': many, 'peak_rss_mb_x10': large}
+
+
+def _whole_runs(args, runner, part, data_dir):
+  """A part of whole runs (sustained, accuracy, ready): each run's rounds,
+  its table and the GPUs it ran on."""
+  print('\n%s (whole runs: %s):' % (part, ', '.join(args.runs)), flush=True)
+  os.makedirs(args.checkpoint_dir, exist_ok=True)
+  key, unit, columns = {
+      'sustained': ('examples_per_sec', 'examples/s', SUSTAINED_COLUMNS),
+      'accuracy': ('precision_at_1', 'precision @ 1', ACCURACY_COLUMNS),
+      'ready': ('train_seconds', 's to the last checkpoint',
+                READY_COLUMNS)}[part]
+  runner.rounds(part, RUNS, args.runs, data_dir, key, unit)
+  table = runner.table(part, args.runs, columns,
+                       {'sustained': 'examples_per_sec',
+                        'ready': 'train_seconds'}.get(part),
+                       inverse=part == 'ready')
+  for name in args.runs:
+    gpus = {r.get('gpu') for r in runner.results
+            if r['kind'] == part and r['config'] == name}
+    if gpus - {None}:
+      print('  %s ran on %s' % (name, ', '.join(sorted(gpus - {None}))))
+  return table
 
 
 if __name__ == '__main__':
