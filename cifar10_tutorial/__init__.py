@@ -19,7 +19,7 @@ and the wings they stand on:
                its checkpoints and train dir, the eval loop
   cluster/     training across processes and machines: a task's part,
                synchronous steps, the processes of a cluster on this
-               machine (replicas) and their private network
+               machine (processes) and their private network
   own_images/  your own images: convert folders to records, predict
   tools/       around the runs: the data download, TensorBoard, plots, the
                bench

@@ -14,7 +14,7 @@ update. Where the variables live and how the gradients are combined is
   compiled loop and its own copy of the variables; every step one NCCL
   all-reduce, compiled into the loop's XLA program, sums the towers'
   gradients. The processes are an all-reduce cluster on this machine's
-  loopback (cluster/replicas.py, cluster/worker.py): their lines are
+  loopback (cluster/processes.py, cluster/worker.py): their lines are
   prefixed `tower i |`, and tower 0 writes the checkpoints.
 - cpu (the tutorial's, and the default without GPUs): one input pipeline
   fills one example queue; the variables live once on the CPU, where the
@@ -42,7 +42,7 @@ import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10
 from cifar10_tutorial.cluster import private_net
-from cifar10_tutorial.cluster import replicas
+from cifar10_tutorial.cluster import processes
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.core import errors
 from cifar10_tutorial.engine import loop
@@ -71,7 +71,7 @@ def train(cfg):
                'their gradients summed by an all-reduce%s', len(devices),
                ', '.join(devices), examples,
                ' (NCCL)' if devices[0].startswith('/gpu') else '')
-      return replicas.for_towers(cfg, devices,
+      return processes.for_towers(cfg, devices,
                                  flags.to_argv(cfg, flags.TRAINING), net)
     cfg, placement = settings.for_trainer(
         settings.replace(cfg, variable_update='replicated'), devices)

@@ -14,7 +14,7 @@ import pytest
 
 import tensorflow.compat.v1 as tf
 
-from cifar10_tutorial.cluster import replicas
+from cifar10_tutorial.cluster import processes
 from cifar10_tutorial.cluster import worker
 from cifar10_tutorial.core import gpus
 from cifar10_tutorial.engine import checkpoints
@@ -57,7 +57,7 @@ class Cluster(object):
   test can kill and restart any of them."""
 
   def __init__(self, data_dir, train_dir, workers=2, *extra):
-    ports = replicas.free_ports(1 + workers)
+    ports = processes.free_ports(1 + workers)
     self.hosts = ['--ps_hosts', '127.0.0.1:%d' % ports[0], '--worker_hosts',
                   ','.join('127.0.0.1:%d' % p for p in ports[1:])]
     self.args = ['--data_dir', data_dir, '--train_dir', train_dir,
@@ -308,7 +308,7 @@ def test_a_taken_port_or_a_silent_host_is_one_line(tiny_data, tmp_path):
   taken.bind(('127.0.0.1', 0))
   taken.listen()
   port = taken.getsockname()[1]
-  silent = replicas.free_ports(1)[0]   # nothing listens there
+  silent = processes.free_ports(1)[0]   # nothing listens there
   common = ['--data_dir', tiny_data[0], '--train_dir', str(tmp_path / 't'),
             '--peer_timeout_secs', '2', '--job_name', 'worker']
   try:
@@ -323,7 +323,7 @@ def test_a_taken_port_or_a_silent_host_is_one_line(tiny_data, tmp_path):
                    result.stdout.strip().splitlines()[-1]), result.stdout
   result = run_module('cluster.cifar10_dist_train', '--ps_hosts',
                       '127.0.0.1:%d' % silent, '--worker_hosts',
-                      '127.0.0.1:%d' % replicas.free_ports(1)[0],
+                      '127.0.0.1:%d' % processes.free_ports(1)[0],
                       *common)
   assert result.returncode == 1
   assert result.stdout.strip().splitlines()[-1].endswith(
@@ -387,7 +387,7 @@ def test_the_first_runs_may_take_longer_than_the_peer_timeout(monkeypatch):
   # to --peer_timeout_secs. Here a run that takes 2 s against a 1 s timeout.
   monkeypatch.setattr(steps, 'FIRST_RUN_SECS', 10)
   monkeypatch.setattr(steps, 'FIRST_RUNS', 2)
-  port = replicas.free_ports(1)[0]
+  port = processes.free_ports(1)[0]
   spec = tf.train.ClusterSpec({'worker': ['127.0.0.1:%d' % port]})
   server = tf.train.Server(spec, 'worker', 0)
   with tf.Graph().as_default():
@@ -409,7 +409,7 @@ def test_a_clusters_checkpoints_are_held_to_its_deadline(tmp_path,
   # a save that waits on a dead or hung parameter server is an error, not
   # a hang. Here a run that takes 2 s against a 1 s deadline.
   monkeypatch.setattr(steps, 'FIRST_RUNS', 0)
-  port = replicas.free_ports(1)[0]
+  port = processes.free_ports(1)[0]
   spec = tf.train.ClusterSpec({'worker': ['127.0.0.1:%d' % port]})
   server = tf.train.Server(spec, 'worker', 0)
   with tf.Graph().as_default():
@@ -421,7 +421,7 @@ def test_a_clusters_checkpoints_are_held_to_its_deadline(tmp_path,
       held = steps.FetchSession(sess, fetch)
       held.run([tf.global_variables_initializer(),
                 tf.local_variables_initializer()])
-      saves = checkpoints.Checkpoints(snapshot.saver, held, str(tmp_path),
+      saves = checkpoints.Saves(snapshot.saver, held, str(tmp_path),
                                       None, 1, 0, snapshot)
       saves.save(1)
       saves.wait()
@@ -435,12 +435,12 @@ def test_gpu_workers_of_an_all_reduce_compile_it_where_their_nccl_can_meet():
   # all-reduce's GPU workers (a parameter-server cluster, CPU workers or a
   # user's own setting get none), and a worker compiles its all-reduce only
   # on a GPU, with XLA, where it is set; CIFAR10_ALL_REDUCE=kernel opts out.
-  met = replicas.nccl_meeting_point(0, ['0', '1'], {})
+  met = processes.nccl_meeting_point(0, ['0', '1'], {})
   assert re.fullmatch(r'127\.0\.0\.1:\d+', met['NCCL_COMM_ID'])
   assert met['NCCL_SOCKET_IFNAME'] == 'lo'   # all of NCCL on loopback
-  assert replicas.nccl_meeting_point(1, ['0', '1'], {}) == {}
-  assert replicas.nccl_meeting_point(0, [None, None], {}) == {}
-  assert replicas.nccl_meeting_point(0, ['0'], {'NCCL_COMM_ID': 'h:1'}) == {}
+  assert processes.nccl_meeting_point(1, ['0', '1'], {}) == {}
+  assert processes.nccl_meeting_point(0, [None, None], {}) == {}
+  assert processes.nccl_meeting_point(0, ['0'], {'NCCL_COMM_ID': 'h:1'}) == {}
   cfg = flags.config('cifar10_dist_train')
   assert settings.compiled_all_reduce(cfg, True, met)
   assert not settings.compiled_all_reduce(cfg, False, met)
@@ -501,7 +501,7 @@ def _assert_private(launcher):
 
 
 def _gone(pid):
-  return not os.path.exists('/proc/%d' % pid) or replicas.state(pid) == 'Z'
+  return not os.path.exists('/proc/%d' % pid) or processes.state(pid) == 'Z'
 
 
 def test_ctrl_c_wakes_a_stopped_worker_and_the_run_ends_with_a_checkpoint(
@@ -548,7 +548,7 @@ def test_a_stopped_chief_is_named_and_the_run_stopped_with_a_checkpoint(
     chief = [p for p in _children(launcher.proc.pid, 'cifar10_dist_train')
              if 'job_name worker --task_index 0' in _cmdline(p)]
     os.kill(chief[0], signal.SIGSTOP)
-    assert _exit_status(launcher, replicas.STALLED_SECS + 30) == 1
+    assert _exit_status(launcher, processes.STALLED_SECS + 30) == 1
   finally:
     launcher.stop()
   assert re.search(r'^\S+ worker 0 is stopped \(SIGSTOP\) and has answered '
@@ -577,7 +577,7 @@ def test_a_lost_peer_of_an_all_reduce_ends_the_run_quietly_leaving_nothing(
     other = [p for p in _children(launcher.proc.pid, 'cifar10_dist_train')
              if 'task_index 1' in _cmdline(p)]
     os.kill(other[0], signal.SIGKILL)
-    assert _exit_status(launcher, replicas.STOP_SECS + 20) == 1
+    assert _exit_status(launcher, processes.STOP_SECS + 20) == 1
   finally:
     launcher.stop()
   # Said by the launcher, or first by the chief, whose step saw the peer go.

@@ -51,7 +51,7 @@ def _last_line(result):
 def _absolute_state(train_dir):
   """The `checkpoint` list as older runs with an absolute --train_dir wrote
   it: absolute paths into train_dir."""
-  listed = [p for _, p in rundir.checkpoints(train_dir)]
+  listed = [p for _, p in rundir.saved(train_dir)]
   tf.train.update_checkpoint_state(train_dir, os.path.abspath(listed[-1]),
                                    [os.path.abspath(p) for p in listed])
 
@@ -71,7 +71,7 @@ def test_a_copied_run_trains_on_its_own_and_never_touches_the_original(
   assert result.returncode == 0, result.stdout + result.stderr
   assert 'resuming from %s/model.ckpt-4 (step 4)' % copy in result.stdout
   assert _files(original) == before   # not a file touched
-  kept = sorted(rundir.checkpoints(copy))
+  kept = sorted(rundir.saved(copy))
   assert [s for s, _ in kept] == [9, 10, 11, 12, 13]
   assert all(p.startswith(copy + '/') for _, p in kept)
   with open(os.path.join(copy, 'checkpoint')) as f:
@@ -210,7 +210,7 @@ def test_the_checkpoints_are_the_files_there_whatever_the_list_says(
     train_dir = str(tmp_path / damage)
     shutil.copytree(trained_run['train_dir'], train_dir)
     _damage_list(train_dir, damage)
-    assert [s for s, _ in rundir.checkpoints(train_dir)] == [0, 6], damage
+    assert [s for s, _ in rundir.saved(train_dir)] == [0, 6], damage
     assert rundir.latest(train_dir) == (
         os.path.join(train_dir, 'model.ckpt-6'), 6)
     assert rundir.listed(train_dir)[1] is not None or damage == 'stale'
@@ -221,7 +221,7 @@ def test_each_checkpoint_has_the_graph_that_restores_it(trained_run):
   # is the training graph: import_meta_graph rebuilds it and its saver
   # restores that checkpoint's values.
   train_dir = trained_run['train_dir']
-  for step, path in rundir.checkpoints(train_dir):
+  for step, path in rundir.saved(train_dir):
     with tf.Graph().as_default():
       saver = tf.train.import_meta_graph(path + '.meta')
       global_step = tf.train.get_global_step()
@@ -388,7 +388,7 @@ def test_a_failed_save_leaves_no_temp_files(tmp_path):
       tf.Graph(), lambda fetches: None)
   snapshot = collections.namedtuple('Snapshot', 'take saver')(
       None, FullSaver())
-  checkpoints = checkpoints_lib.Checkpoints(FullSaver(), session, train_dir,
+  checkpoints = checkpoints_lib.Saves(FullSaver(), session, train_dir,
                                             None, 1, 0, snapshot)
   with pytest.raises(rundir.RunDirError) as e:
     checkpoints.save(3)
@@ -424,7 +424,7 @@ def test_a_checkpoint_written_while_training_goes_on_holds_its_step(
     with tf.Session() as sess:
       sess.run([tf.global_variables_initializer(),
                 tf.local_variables_initializer()])
-      saves = checkpoints_lib.Checkpoints(saver, sess, train_dir, None, 1, 0,
+      saves = checkpoints_lib.Saves(saver, sess, train_dir, None, 1, 0,
                                           snapshot)
       caplog.set_level('INFO', 'cifar10_tutorial')
       sess.run(train_op)

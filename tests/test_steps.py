@@ -15,7 +15,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from cifar10_tutorial import cifar10_input
-from cifar10_tutorial.cluster import replicas as cluster_replicas
+from cifar10_tutorial.cluster import processes
 from cifar10_tutorial.cluster import worker
 from cifar10_tutorial.core import defaults
 from cifar10_tutorial.engine import loop
@@ -296,7 +296,7 @@ def _collective(replicas, steps=3):
   each taking every replicas-th batch of BATCH, from _weights() given to
   the chief alone (the others start from its broadcast). Returns the
   chief's variables and saved names, and every replica's variables."""
-  ports = cluster_replicas.free_ports(replicas)
+  ports = processes.free_ports(replicas)
   role = worker.Role([], ['127.0.0.1:%d' % p for p in ports], 'worker', 0)
   # In one process, tasks cannot each have a GPU: on the CPU, as the
   # processes of a CPU machine would.

@@ -16,7 +16,7 @@ stopped; a second one stops everything at once. Nothing it started
 outlives it: each task also stops by itself, the chief after a checkpoint,
 when the launcher is killed (children.py). The training flags are the other
 trainers' and go to every worker. The processes and their supervision are
-replicas.py's, which cifar10_multi_gpu_train uses too.
+processes.py's, which cifar10_multi_gpu_train uses too.
 """
 if __name__ == '__main__':
   from cifar10_tutorial.shell import quiet
@@ -26,7 +26,7 @@ import logging
 import sys
 
 from cifar10_tutorial.cluster import private_net
-from cifar10_tutorial.cluster import replicas
+from cifar10_tutorial.cluster import processes
 from cifar10_tutorial.core import errors
 from cifar10_tutorial.shell import flags
 from cifar10_tutorial.shell import program
@@ -42,7 +42,7 @@ def launch(cfg):
   """make train-cluster: runs the cluster to the end; returns the chief's
   exit status. Its tasks run in a private network (private_net); where
   this machine allows none, it refuses unless --allow_open_ports."""
-  gpus = replicas.visible_gpus()
+  gpus = processes.visible_gpus()
   if not cfg.ps and gpus and cfg.workers > len(gpus):
     # NCCL refuses two workers of one all-reduce on the same GPU.
     raise LaunchError('--workers %d --ps 0: expected at most one worker per '
@@ -61,7 +61,7 @@ def launch(cfg):
                 'tasks listen on every interface, unauthenticated, as '
                 '--allow_open_ports asks', e)
     net = private_net.start(isolate=False)   # the guard alone
-  return replicas.run(
+  return processes.run(
       cfg, flags.to_argv(cfg, flags.TRAINING + flags.CLUSTER), cfg.workers,
       cfg.ps, [gpus[i % len(gpus)] if gpus else None
                for i in range(cfg.workers)],

@@ -312,7 +312,7 @@ def train(cfg, r):
       with tf.device(tf.train.replica_device_setter(worker_device=worker,
                                                     cluster=spec)):
         graph = train_graph.build_graph(cfg, placement, sync=sync,
-                                        cluster=True)
+                                        parameter_servers=True)
       done = [_done_queue(i).enqueue(1) for i in range(len(r.ps))]
       config = machine.session_config(cfg)
       # Only the parameter servers and itself: a dead worker stops no other.
@@ -436,7 +436,7 @@ def _work(graph, cfg, config, cluster):
       step = fetch(graph.global_step)
       if step < cfg.max_steps:
         log.info('%s: training from global step %d', cluster.name, step)
-      shown = steps.Progress(None, step, graph.examples_per_step,
+      shown = steps.StepLog(None, step, graph.examples_per_step,
                             cfg.log_frequency, cfg.max_steps)
       while step < cfg.max_steps and not stopping.requested():
         first = step

@@ -2,11 +2,11 @@
 
     writer, checkpoint_bytes, text = start_files(graph, cfg)   # first
     snapshot = Snapshot(variables, max_to_keep=...)      # before finalize
-    checkpoints = Checkpoints(saver, sess, train_dir, secs, steps,
+    saves = Saves(saver, sess, train_dir, secs, steps,
                               checkpoint_bytes, snapshot)
-    if checkpoints.due(step): checkpoints.save(step)     # then train on
-    checkpoints.check()   # between runs: says a save done, or its error
-    checkpoints.wait()    # at the end
+    if saves.due(step): saves.save(step)     # then train on
+    saves.check()   # between runs: says a save done, or its error
+    saves.wait()    # at the end
 
 Every file is checked for room before it is started, and a save that fails
 (a full disk, a folder gone) leaves the last complete checkpoint listed
@@ -127,7 +127,7 @@ class Snapshot(object):
     self.saver = tf.train.Saver(copies, **saver_args)
 
 
-class Checkpoints(object):
+class Saves(object):
   """Saves every `secs` seconds or every `steps` steps, and on demand; one
   line per checkpoint, so the user knows where a restart resumes.
 

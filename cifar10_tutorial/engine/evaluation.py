@@ -260,7 +260,7 @@ def evaluate_once(cfg):
     log.error('error: %s: expected a train dir with checkpoints, found no '
               'such folder', cfg.checkpoint_dir)
     return {}
-  found = rundir.checkpoints(cfg.checkpoint_dir)
+  found = rundir.saved(cfg.checkpoint_dir)
   if not found:
     log.error('error: no checkpoint in %s', cfg.checkpoint_dir)
     return {}
@@ -275,7 +275,7 @@ def evaluate_once(cfg):
           _report(step, results[step], 'already in %s' % cfg.eval_dir)
           return {step: results[step]}
         # Retried (soon) while it is there and not yet readable.
-        while (step, path) in rundir.checkpoints(cfg.checkpoint_dir):
+        while (step, path) in rundir.saved(cfg.checkpoint_dir):
           if _evaluate(graph, writer, results, step, path, tries):
             break
           time.sleep(1)
@@ -302,7 +302,7 @@ def watch(cfg):
     with _summary_writer(graph, cfg.eval_dir) as writer:
       while True:
         todo = [(step, path) for step, path in
-                rundir.checkpoints(cfg.checkpoint_dir) if step not in done]
+                rundir.saved(cfg.checkpoint_dir) if step not in done]
         if not todo and not waiting:
           log.info('waiting for a new checkpoint in %s (every %d s)%s',
                    cfg.checkpoint_dir, cfg.eval_interval_secs,

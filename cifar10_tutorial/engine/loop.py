@@ -228,7 +228,7 @@ class _Run(object):
       if self.snapshot:
         # What the rotation may remove: the newest kept up to this one.
         self.snapshot.saver.recover_last_checkpoints(
-            [p for s, p in rundir.checkpoints(cfg.train_dir)
+            [p for s, p in rundir.saved(cfg.train_dir)
              if s <= int(path.rsplit('-', 1)[1])][-rundir.KEEP:])
     else:
       fetch(self.init)
@@ -261,14 +261,14 @@ class _Run(object):
       self.writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START),
                                   step)
       # Its runs held to a cluster's deadline, as the steps are.
-      self.saves = checkpoints.Checkpoints(
+      self.saves = checkpoints.Saves(
           self.saver, steps.FetchSession(self.sess, fetch), cfg.train_dir,
           cfg.save_checkpoint_secs, cfg.save_checkpoint_steps, size,
           self.snapshot)
       self.saves.save(step)
     elif step < cfg.max_steps:
       log.info('%s: training from global step %d', self.cluster.name, step)
-    self.shown = steps.Progress(self.writer, step, graph.examples_per_step,
+    self.shown = steps.StepLog(self.writer, step, graph.examples_per_step,
                                 cfg.log_frequency, cfg.max_steps,
                                 quiet=not self.writes)
     return step

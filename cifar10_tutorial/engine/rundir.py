@@ -183,7 +183,7 @@ def _unmake(lock_path, folder):
 def train_dir_signs(folder):
   """What marks `folder` as a train dir (its checkpoints, config.json),
   as a list of names; [] for none."""
-  signs = ['checkpoints'] if checkpoints(folder) else []
+  signs = ['checkpoints'] if saved(folder) else []
   if os.path.isfile(os.path.join(folder, CONFIG_NAME)):
     signs.append(CONFIG_NAME)
   return signs
@@ -207,7 +207,7 @@ def check_train_dir(train_dir):
   """RunDirError, before anything is written, if `train_dir` is an eval
   dir (eval's results, and no checkpoint)."""
   if (os.path.isfile(os.path.join(train_dir, RESULTS_NAME)) and
-      not checkpoints(train_dir)):
+      not saved(train_dir)):
     raise RunDirError('%s: expected a train dir, found an eval dir (%s); '
                       'use another folder (%s)' % (
                           train_dir, RESULTS_NAME, errors.option('train_dir')))
@@ -243,7 +243,7 @@ def listed(train_dir):
   return names, None
 
 
-def checkpoints(train_dir):
+def saved(train_dir):
   """[(step, path)] of the checkpoints in train_dir, oldest first: every
   `model.ckpt-N.index` there, listed in its `checkpoint` file or not, and
   the listed ones with other names that are there. A listed path elsewhere
@@ -273,7 +273,7 @@ def checkpoints(train_dir):
 
 def latest(train_dir):
   """(path, step) of the newest checkpoint in train_dir, or (None, 0)."""
-  found = checkpoints(train_dir)
+  found = saved(train_dir)
   return tuple(reversed(found[-1])) if found else (None, 0)
 
 
@@ -281,7 +281,7 @@ def check_list(train_dir):
   """One line, if train_dir's `checkpoint` file does not list what is
   there (missing, damaged, naming files that are gone): the checkpoints on
   disk are used instead. Returns whether the list needs rewriting."""
-  found = checkpoints(train_dir)
+  found = saved(train_dir)
   if not found:
     return False
   names, problem = listed(train_dir)
@@ -303,7 +303,7 @@ def remove_leftovers(train_dir):
   its lock): `model.ckpt-N_temp` folders, a graph's `.meta.tmp` or a
   `graph.pbtxt.tmp` (see checkpoints.py), and data files of a step with no index (never a
   checkpoint that can be read). One line if any."""
-  steps = {s for s, _ in checkpoints(train_dir)}
+  steps = {s for s, _ in saved(train_dir)}
   gone = []
   for path in glob.glob(os.path.join(glob.escape(train_dir),
                                      PREFIX + '-*_temp*')):
@@ -349,7 +349,7 @@ def resume_point(train_dir):
   saying in one line each newer one that cannot be read. RunDirError if
   there are checkpoints but none can be read: a dir with checkpoints is
   never started over."""
-  found = checkpoints(train_dir)
+  found = saved(train_dir)
   for step, path in reversed(found):
     reason = unreadable(path)
     if reason is None:
@@ -369,7 +369,7 @@ def relist(train_dir, up_to_step):
   `up_to_step`, the ones TensorFlow's rotation may remove. Newer ones that
   could not be read, and older ones, are not listed (their files stay).
   Returns the listed paths."""
-  kept = [p for s, p in checkpoints(train_dir) if s <= up_to_step][-KEEP:]
+  kept = [p for s, p in saved(train_dir) if s <= up_to_step][-KEEP:]
   if kept:
     tf.train.update_checkpoint_state(
         train_dir, os.path.basename(kept[-1]),

@@ -5,7 +5,7 @@ and the input threads' end.
 
     with session(cluster, config) as (sess, fetch):
       losses = run(graph, fetch, next_run(step, cfg, every), step)
-      shown.ran(step, losses)          # shown = Progress(writer, step, ...)
+      shown.ran(step, losses)          # shown = StepLog(writer, step, ...)
 """
 import collections
 import contextlib
@@ -171,7 +171,7 @@ def join_threads(coord, threads, cluster, unwinding=False):
                             errors.reason(e))
 
 
-class Progress(object):
+class StepLog(object):
   """Logs step, loss and examples/sec every --log_frequency steps, writes
   the same examples/sec to the summaries, and keeps a live line on a
   terminal. The loss logged for a step is the loss of that step's batch;

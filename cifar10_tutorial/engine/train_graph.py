@@ -206,7 +206,8 @@ def compiled_loop(step, chunk_images, chunk_labels, device):
     return steps(chunk_images, chunk_labels)
 
 
-def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
+def build_graph(cfg, placement=None, queue=None, sync=None,
+                parameter_servers=False):
   """The training graph, in the current default graph.
 
   `placement` (placement.py): where the variables live and how the towers'
@@ -217,8 +218,9 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
   batch's gradients from every worker of a parameter-server cluster,
   averaged: then the step is built once, without the in-graph loop, and
   the moving averages are updated by the chief's releaser, once a step.
-  `cluster`: the graph of an asynchronous cluster's worker (its loop also
-  stops at a global step: loop_graph).
+  `parameter_servers`: the graph of a parameter-server cluster's worker
+  (its loop also stops at a global step, which the others advance too:
+  loop_graph).
   """
   placement = placement or placements.OneDevice()
   with placements.device(placement.shared):
@@ -235,7 +237,7 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
   default_device = '/gpu:0' if gpus.count() else '/cpu:0'
   compiled = getattr(cfg, 'compiled_loop', False) is True
   why_not = compiled and settings.why_not_compiled(
-      cfg, placement, parameter_servers=bool(sync or cluster))
+      cfg, placement, parameter_servers=bool(sync or parameter_servers))
   if why_not or (compiled and not getattr(queue, 'raw', False)):
     raise ValueError('--compiled_loop true, but %s: the settings step '
                      'decides it (settings.for_trainer)' % (
@@ -244,7 +246,8 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
   feeds = [Feed(queue, cfg.batch_size, device or default_device,
                 cfg.prefetch_to_device and not compiled) for device in towers]
   steps = _Steps(cfg, placement, queue, feeds, global_step,
-                 examples_per_step, sync, stateless=not (sync or cluster))
+                 examples_per_step, sync,
+                 stateless=not (sync or parameter_servers))
   primes = [f.prime for f in feeds]
   run = None
   if compiled:
@@ -260,7 +263,7 @@ def build_graph(cfg, placement=None, queue=None, sync=None, cluster=False):
   graph = loop_graph(steps.step, global_step, examples_per_step,
                      tf.group(*primes),
                      with_loop=not sync and longest_run(cfg) > 1,
-                     bounded=cluster, run=run)
+                     bounded=parameter_servers, run=run)
   decay_steps = int(queue.num_records / examples_per_step *
                     defaults.NUM_EPOCHS_PER_DECAY)
   graph = graph._replace(sync=sync, settings={

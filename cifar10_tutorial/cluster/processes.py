@@ -1,8 +1,8 @@
 """The processes of an all-reduce or parameter-server cluster on this
 machine: started, supervised to the end, and never left behind.
 
-    code = replicas.run(cfg, argv, workers, ps, gpus, names, net)   # the launcher's
-    code = replicas.for_towers(cfg, devices, argv, net)             # the multi-GPU trainer's
+    code = processes.run(cfg, argv, workers, ps, gpus, names, net)   # the launcher's
+    code = processes.for_towers(cfg, devices, argv, net)             # the multi-GPU trainer's
 
 Each task is a process of cifar10_dist_train in a process group of its own,
 its lines prefixed with its name (`worker 1 | ...`), on a free loopback
