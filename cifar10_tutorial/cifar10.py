@@ -376,7 +376,9 @@ def check_classes(checkpoint_path, class_names, where):
   if found != len(class_names):
     raise ClassCountError(
         '%s: expected a network for %d classes (the classes of %s), found '
-        'one for %s' % (checkpoint_path, len(class_names), where, found))
+        'one for %s: a run made on other data? Train on this data in a '
+        'folder of its own' % (checkpoint_path, len(class_names), where,
+                               found))
 
 
 def restore_map(model_variables):

@@ -116,4 +116,7 @@ def test_help_and_a_bad_flag_answer_before_tensorflow_is_imported(module):
                             capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().splitlines()[-1] == 'exit %d False' % code, (
         result.stdout + result.stderr)
-  assert 'unrecognized arguments: --max_step 3' in result.stderr
+  # One line: what was wrong, what it was probably meant to be.
+  assert result.stderr.strip().splitlines() == [
+      'x: error: unrecognized arguments: --max_step 3 (did you mean '
+      '--max_steps?); --help lists the options']

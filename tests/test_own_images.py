@@ -216,7 +216,8 @@ def test_a_full_temporary_folder_is_named_not_the_archive(converted,
 def test_a_checkpoint_for_other_classes_is_one_line(converted, trained_run,
                                                     tmp_path):
   expected = ('model.ckpt-6: expected a network for 3 classes (the classes '
-              'of %s), found one for 10' % converted['out'])
+              'of %s), found one for 10: a run made on other data? Train on '
+              'this data in a folder of its own' % converted['out'])
   good = os.path.join(converted['src'], 'test', 'blue', '00.png')
   for module, args in (
       ('own_images.predict', ['--checkpoint_dir', trained_run['train_dir'],

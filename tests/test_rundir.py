@@ -757,7 +757,7 @@ def test_a_refused_start_writes_nothing_and_is_not_taken_for_the_run(
     f.write('\n'.join('class%d' % i for i in range(11)) + '\n')
   refused = _train(other, train_dir, 4, '--allow_changed_settings')
   assert refused.returncode == 1
-  assert re.search(r'expected a network for 11 classes .*found one for 10$',
+  assert re.search(r'expected a network for 11 classes .*found one for 10: ',
                    _last_line(refused)), refused.stdout
   assert _digests(train_dir) == before
   again = _train(data_dir, train_dir, 3)

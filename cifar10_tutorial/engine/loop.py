@@ -106,8 +106,8 @@ class _Training(object):
         rundir.relist(cfg.train_dir, step)
       self.lock = lock   # kept once the run writes its first file
       if step >= cfg.max_steps:
-        log.info('%s is already at step %d (--max_steps %d): nothing to do',
-                 path, step, cfg.max_steps)
+        log.info('%s is already at step %d (%s): nothing to do', path, step,
+                 errors.option('max_steps', cfg.max_steps))
         if not self.cluster:
           return step
         # The others wait for this process's variables: hand them over.

@@ -17,6 +17,7 @@ unknown or out-of-choice keyword is a TypeError or ValueError.
 """
 import argparse
 import collections
+import difflib
 import os
 
 from cifar10_tutorial.core import defaults
@@ -428,6 +429,21 @@ PROGRAMS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse's, with an error as one line: what was wrong, the option
+  it was probably meant to be, and where the options are listed."""
+
+  def error(self, message):
+    known = [s for a in self._actions for s in a.option_strings
+             if s.startswith('--')]
+    meant = sorted({m for word in message.split() if word.startswith('--')
+                    for m in difflib.get_close_matches(word.split('=')[0],
+                                                       known, n=1)})
+    self.exit(2, '%s: error: %s%s; --help lists the options\n' % (
+        self.prog, message, ' (did you mean %s?)' % ', '.join(meant)
+        if meant else ''))
+
+
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter,
                  argparse.RawDescriptionHelpFormatter):
   """Each option's default once: argparse's "(default: ...)", unless the
@@ -488,8 +504,8 @@ def parser(program, doc=None):
   """An ArgumentParser for `program` whose --help shows `doc` and every
   option with its default, grouped. No abbreviations: `--max_step` is an
   error, not --max_steps."""
-  p = argparse.ArgumentParser(description=doc, formatter_class=_Formatter,
-                              allow_abbrev=False)
+  p = _Parser(description=doc, formatter_class=_Formatter,
+              allow_abbrev=False)
   names = {o.name for o in _flat(PROGRAMS[program])
            if not isinstance(o, Positional)}
   groups = {}

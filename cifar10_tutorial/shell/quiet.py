@@ -133,6 +133,9 @@ _NOISE = [
                rb'aborting with status: (NOT_FOUND|PERMISSION_DENIED|'
                rb'RESOURCE_EXHAUSTED|FAILED_PRECONDITION|UNAVAILABLE): '
                rb'(.*\.bin|.*model\.ckpt[^;]*);'),
+    # TensorBoard's note at every start that it loads data its new way.
+    re.compile(rb'^NOTE: Using experimental fast data loading logic\. To '
+               rb'disable, pass$'),
     # libjpeg's own lines for such files (a JPEG header and nothing after,
     # junk inside), and its refusal of a huge one: predict says so itself.
     re.compile(rb'^Improper call to JPEG library in state \d+$'),
@@ -164,7 +167,10 @@ _HIDDEN_GPU_NOISE = re.compile(rb'^E\d{4} .*cuda_platform\.cc:\d+\] failed '
                                rb'call to cuInit: .*CUDA_ERROR_NO_DEVICE')
 # The lines that continue a dropped one: its op name (with its status, in a
 # distributed session), a gRPC error's details.
-_CONTINUED = re.compile(rb'^(\s+\[\[((\{\{function_node [^}]*\}\})?\{\{node .*\}\}|'
+_CONTINUED = re.compile(rb'^(\s+"--load_fast=false" and report issues on GitHub\. '
+                        rb'More details:|\s+https://github\.com/tensorflow/'
+                        rb'tensorboard/issues/4784|'
+                        rb'\s+\[\[((\{\{function_node [^}]*\}\})?\{\{node .*\}\}|'
                         rb'[\w/]+)\]\]'
                         rb'( \[type\.googleapis\.com/[^\]]*\])?|'
                         rb'Additional GRPC error information from remote '
@@ -188,16 +194,25 @@ def _filter(read_fd, write_fd, drop_cuinit, hidden=False):
   signal.signal(signal.SIGINT, signal.SIG_IGN)    # the parent handles these;
   signal.signal(signal.SIGTERM, signal.SIG_IGN)   # we stop at end of input
   dropped_last = False
+  blank = None   # an empty line, held until the next: it goes with a drop
   with os.fdopen(read_fd, 'rb') as lines:
     for line in lines:
       body = line.rstrip(b'\n')
+      if not body.strip() and blank is None:
+        blank = line
+        continue
       drop = (any(p.match(body) for p in _NOISE) or _GPU_NOISE.match(body) or
               (drop_cuinit and _NO_GPU_NOISE.match(body)) or
               (hidden and _HIDDEN_GPU_NOISE.match(body)) or
               (dropped_last and _CONTINUED.match(body)))
+      if blank is not None and not drop and not dropped_last:
+        os.write(write_fd, blank)   # not next to anything dropped
+      blank = None
       dropped_last = bool(drop)
       if not drop:
         os.write(write_fd, line)
+    if blank is not None and not dropped_last:
+      os.write(write_fd, blank)
 
 
 def wanted(argv):

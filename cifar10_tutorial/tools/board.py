@@ -13,6 +13,7 @@ if __name__ == '__main__':
   quiet.install([])
 
 import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -42,6 +43,13 @@ def check_port(port, host='127.0.0.1'):
                      'found %s' % (host, getattr(e, 'strerror', None) or e))
 
 
+def _loopback(host):
+  try:
+    return host == 'localhost' or ipaddress.ip_address(host).is_loopback
+  except ValueError:
+    return False
+
+
 def serve(cfg):
   check_port(cfg.port, cfg.host)
   if not os.path.isdir(cfg.logdir):
@@ -49,7 +57,7 @@ def serve(cfg):
              'appear', cfg.logdir)
   shown = '[%s]' % cfg.host if ':' in cfg.host else cfg.host
   log.info('TensorBoard for %s: http://%s:%d/', cfg.logdir, shown, cfg.port)
-  if cfg.host not in ('127.0.0.1', 'localhost', '::1'):
+  if not _loopback(cfg.host):
     log.warning('note: served on %s, not this machine alone: whoever reaches '
                 'it sees your runs (an SSH tunnel keeps it private: README, '
                 'TensorBoard)', cfg.host)
