@@ -28,6 +28,13 @@ from conftest import NO_GPU, Running, run_module
 TIMEOUT = 8   # --peer_timeout_secs: short, for the fault tests
 
 
+def _launch(tiny_data, train_dir, *extra, env=None):
+  """The launcher on the tiny data, logging every 5 steps of 4 images."""
+  return Running('cluster.launch', '--data_dir', tiny_data[0],
+                 '--train_dir', train_dir, '--batch_size', '4',
+                 '--log_frequency', '5', *extra, env=env)
+
+
 def _exit_status(run, timeout):
   """run's exit status, or a failure that shows what it printed."""
   try:
@@ -154,9 +161,7 @@ def test_synchronous_steps_average_a_batch_from_every_worker(tiny_data,
 
 def test_ctrl_c_stops_the_cluster_after_a_checkpoint(tiny_data, tmp_path):
   train_dir = str(tmp_path / 'train')
-  launcher = Running('cluster.launch', '--data_dir', tiny_data[0],
-                     '--train_dir', train_dir, '--batch_size', '4',
-                     '--log_frequency', '5')
+  launcher = _launch(tiny_data, train_dir)
   try:
     launcher.wait_for('worker 1 | ', timeout=90)
     launcher.wait_for('step 10, loss', timeout=90)
@@ -181,9 +186,7 @@ def test_a_killed_or_hung_up_launcher_leaves_nothing_running(
   # An all-reduce cluster takes a GPU per worker: with fewer than two, its
   # workers run on the CPU (what is tested is the launcher's signals).
   env = NO_GPU if extra and gpus.count() < 2 else None
-  launcher = Running('cluster.launch', '--data_dir', tiny_data[0],
-                     '--train_dir', train_dir, '--batch_size', '4',
-                     '--log_frequency', '5', *extra, env=env)
+  launcher = _launch(tiny_data, train_dir, *extra, env=env)
   try:
     launcher.wait_for('worker 1 | ', timeout=90)
     launcher.wait_for('step 10, loss', timeout=90)
@@ -469,6 +472,14 @@ def _children(pid, module):
   return [int(p) for p in found if module in _cmdline(p)]
 
 
+def _task(launcher, which):
+  """The pid of the launcher's training task whose command has `which`."""
+  tasks = [p for p in _children(launcher.proc.pid, 'cifar10_dist_train')
+           if which in _cmdline(p)]
+  assert tasks, launcher.output
+  return tasks[0]
+
+
 def _this_hosts_addresses():
   """This machine's own addresses, as another machine would reach it."""
   found = subprocess.run(['hostname', '-I'], capture_output=True,
@@ -510,15 +521,11 @@ def test_ctrl_c_wakes_a_stopped_worker_and_the_run_ends_with_a_checkpoint(
   # them stopped with SIGSTOP, then Ctrl-C: the launcher wakes it, every
   # task finishes the same step, the chief checkpoints, nothing is left.
   train_dir = str(tmp_path / 'train')
-  launcher = Running('cluster.launch', '--data_dir', tiny_data[0],
-                     '--train_dir', train_dir, '--batch_size', '4',
-                     '--log_frequency', '5', '--ps', '0', env=NO_GPU)
+  launcher = _launch(tiny_data, train_dir, '--ps', '0', env=NO_GPU)
   try:
     launcher.wait_for('step 10, loss', timeout=90)
     holder = _assert_private(launcher)
-    stopped = [p for p in _children(launcher.proc.pid, 'cifar10_dist_train')
-               if 'task_index 1' in _cmdline(p)]
-    os.kill(stopped[0], signal.SIGSTOP)
+    os.kill(_task(launcher, 'task_index 1'), signal.SIGSTOP)
     time.sleep(1)
     launcher.proc.send_signal(signal.SIGINT)
     assert _exit_status(launcher, 30) == 130
@@ -538,16 +545,13 @@ def test_a_stopped_chief_is_named_and_the_run_stopped_with_a_checkpoint(
   # synchronous steps: every step waits for it. The launcher names it (not
   # the workers whose steps time out), wakes it to stop the run, and ends.
   train_dir = str(tmp_path / 'train')
-  launcher = Running('cluster.launch', '--data_dir', tiny_data[0],
-                     '--train_dir', train_dir, '--batch_size', '4',
-                     '--log_frequency', '5', '--sync_replicas',
+  launcher = _launch(tiny_data, train_dir, '--sync_replicas',
                      '--peer_timeout_secs', '60')
   try:
     launcher.wait_for('step 10, loss', timeout=90)
     _assert_private(launcher)
-    chief = [p for p in _children(launcher.proc.pid, 'cifar10_dist_train')
-             if 'job_name worker --task_index 0' in _cmdline(p)]
-    os.kill(chief[0], signal.SIGSTOP)
+    os.kill(_task(launcher, 'job_name worker --task_index 0'),
+            signal.SIGSTOP)
     assert _exit_status(launcher, processes.STALLED_SECS + 30) == 1
   finally:
     launcher.stop()
@@ -568,15 +572,11 @@ def test_a_lost_peer_of_an_all_reduce_ends_the_run_quietly_leaving_nothing(
   # Whatever ends the launcher, nothing it started is left; none of
   # TensorFlow's lines about the aborted collectives reach the user.
   train_dir = str(tmp_path / 'train')
-  launcher = Running('cluster.launch', '--data_dir', tiny_data[0],
-                     '--train_dir', train_dir, '--batch_size', '4',
-                     '--log_frequency', '5', '--ps', '0', env=NO_GPU)
+  launcher = _launch(tiny_data, train_dir, '--ps', '0', env=NO_GPU)
   try:
     launcher.wait_for('step 10, loss', timeout=90)
     holder = _children(launcher.proc.pid, 'private_net')[0]
-    other = [p for p in _children(launcher.proc.pid, 'cifar10_dist_train')
-             if 'task_index 1' in _cmdline(p)]
-    os.kill(other[0], signal.SIGKILL)
+    os.kill(_task(launcher, 'task_index 1'), signal.SIGKILL)
     assert _exit_status(launcher, processes.STOP_SECS + 20) == 1
   finally:
     launcher.stop()
@@ -695,15 +695,11 @@ def test_a_stopped_task_of_a_killed_launcher_is_woken_and_ends(tiny_data,
   # launcher's guard (the private network's holder) wakes it, lets it stop
   # as on SIGTERM, and kills what is left; the chief checkpoints.
   train_dir = str(tmp_path / 'train')
-  launcher = Running('cluster.launch', '--data_dir', tiny_data[0],
-                     '--train_dir', train_dir, '--batch_size', '4',
-                     '--log_frequency', '5', '--ps', '0', env=NO_GPU)
+  launcher = _launch(tiny_data, train_dir, '--ps', '0', env=NO_GPU)
   try:
     launcher.wait_for('step 10, loss', timeout=90)
     holder = _children(launcher.proc.pid, 'private_net')[0]
-    stopped = [p for p in _children(launcher.proc.pid, 'cifar10_dist_train')
-               if 'task_index 1' in _cmdline(p)][0]
-    os.kill(stopped, signal.SIGSTOP)
+    os.kill(_task(launcher, 'task_index 1'), signal.SIGSTOP)
     time.sleep(1)
     launcher.proc.kill()
     deadline = time.time() + 40
