@@ -85,12 +85,17 @@ def _moved(train_dir, folder, step):
   now = _identity(train_dir)
   if now == folder:
     return None
-  return rundir.RunDirError(
-      '%s: expected %s, found %s (deleted or moved while the program ran); '
-      'the checkpoint of step %d was not written' % (
-          train_dir, 'the folder to stay where it was' if now is None else
-          'the run\'s folder', 'it gone' if now is None else
-          'another folder in its place', step))
+  if now is None:
+    return _not_written(rundir.gone(train_dir), step)
+  return _not_written('%s: expected the run\'s folder, found another folder '
+                      'in its place (deleted or moved while the program ran)'
+                      % train_dir, step)
+
+
+def _not_written(problem, step):
+  """`problem` (a RunDirError or its text), said of the save of `step`."""
+  return rundir.RunDirError('%s; the checkpoint of step %d was not written' %
+                            (problem, step))
 
 
 def _identity(folder):
@@ -164,17 +169,16 @@ class Saves(object):
     self.wait()
     train_dir = self._train_dir
     moved = _moved(train_dir, self._folder, step)
-    if moved and _identity(train_dir):
-      # The run's folder moved away and another made at its name: never
-      # write into that one (another trainer may hold it). Gone: below.
+    if moved:
+      # Gone, or moved away and another made at its name: never write into
+      # that one (another trainer may hold it).
       raise moved
     try:
       free = shutil.disk_usage(train_dir).free
     except OSError as e:   # the train dir deleted or moved under the run
       problem = rundir.disk_problem(train_dir, e)
       if problem:
-        raise rundir.RunDirError('%s; the checkpoint of step %d was not '
-                                 'written' % (problem, step))
+        raise _not_written(problem, step)
       raise
     if free < self._size:
       # Said before TensorFlow starts a save that cannot finish.
@@ -253,10 +257,7 @@ class Saves(object):
           os.rmdir(train_dir)
         except OSError:
           pass
-        raise rundir.RunDirError(
-            '%s: expected the folder to stay where it was, found it gone '
-            '(deleted or moved while the program ran); the checkpoint of '
-            'step %d was not written' % (train_dir, step))
+        raise _not_written(rundir.gone(train_dir), step)
       problem = rundir.disk_problem(train_dir, e)
       if problem:
         path, last = rundir.latest(train_dir)

@@ -76,10 +76,15 @@ def disk_problem(path, error):
   if ((number == errno.ENOENT or isinstance(error, tf.errors.NotFoundError)
        or 'No such file or directory' in text or "doesn't exist" in text)
       and path and not os.path.isdir(path)):
-    return RunDirError('%s: expected the folder to stay where it was, found '
-                       'it gone (deleted or moved while the program ran)' %
-                       path)
+    return gone(path)
   return None
+
+
+def gone(path):
+  """The RunDirError for the folder `path` deleted or moved while the
+  program ran."""
+  return RunDirError('%s: expected the folder to stay where it was, found it '
+                     'gone (deleted or moved while the program ran)' % path)
 
 
 def _shown(path, most=120):
