@@ -95,13 +95,9 @@ def _private_network(cfg, towers):
   (--variable_update replicated, no port open), unless --allow_open_ports;
   either way in one line."""
   try:
-    return private_net.start()
+    return private_net.start_or_open(cfg.allow_open_ports,
+                                     'the towers\' processes')
   except private_net.Unavailable as e:
-    if cfg.allow_open_ports:
-      log.warning('warning: this machine allows no private network (%s): '
-                  'the towers\' processes listen on every interface, '
-                  'unauthenticated, as --allow_open_ports asks', e)
-      return private_net.start(isolate=False)   # the guard alone
     log.warning('warning: this machine allows no private network for a '
                 'process per tower (%s): training the %d towers in one '
                 'process instead (--variable_update replicated), which opens '

@@ -22,7 +22,6 @@ if __name__ == '__main__':
   from cifar10_tutorial.shell import quiet
   quiet.install(program='cluster_launch', doc=__doc__)   # --help before TensorFlow
 
-import logging
 import sys
 
 from cifar10_tutorial.cluster import private_net
@@ -30,8 +29,6 @@ from cifar10_tutorial.cluster import processes
 from cifar10_tutorial.core import errors
 from cifar10_tutorial.shell import flags
 from cifar10_tutorial.shell import program
-
-log = logging.getLogger('cifar10_tutorial')
 
 
 class LaunchError(RuntimeError):
@@ -49,18 +46,13 @@ def launch(cfg):
                       'GPU, found %d GPUs (%s)' % (
                           cfg.workers, len(gpus), ', '.join(gpus)))
   try:
-    net = private_net.start()
+    net = private_net.start_or_open(cfg.allow_open_ports, 'the tasks')
   except private_net.Unavailable as e:
-    if not cfg.allow_open_ports:
-      raise LaunchError(
-          'expected to keep the cluster\'s processes in a network of their '
-          'own (reachable from nowhere else), found this machine allows '
-          'none (%s); add %s to run them listening on every interface, '
-          'unauthenticated' % (e, errors.option('allow_open_ports')))
-    log.warning('warning: this machine allows no private network (%s): the '
-                'tasks listen on every interface, unauthenticated, as '
-                '--allow_open_ports asks', e)
-    net = private_net.start(isolate=False)   # the guard alone
+    raise LaunchError(
+        'expected to keep the cluster\'s processes in a network of their '
+        'own (reachable from nowhere else), found this machine allows none '
+        '(%s); add %s to run them listening on every interface, '
+        'unauthenticated' % (e, errors.option('allow_open_ports')))
   return processes.run(
       cfg, flags.to_argv(cfg, flags.TRAINING + flags.CLUSTER), cfg.workers,
       cfg.ps, [gpus[i % len(gpus)] if gpus else None

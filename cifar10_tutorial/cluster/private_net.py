@@ -30,6 +30,7 @@ and kills what is left after GUARD_SECS.
 import ctypes
 import errno
 import fcntl
+import logging
 import os
 import signal
 import socket
@@ -40,6 +41,7 @@ import time
 
 from cifar10_tutorial.core import children
 
+log = logging.getLogger('cifar10_tutorial')
 VARIABLE = 'CIFAR10_PRIVATE_NET'   # /proc/<holder>/ns, for the tasks
 # How long the tasks of a launcher that is gone get to stop by themselves
 # (the chief checkpoints) before they are killed: within a program's own
@@ -214,6 +216,21 @@ def start(isolate=True):
     children.kill(holder)
     raise Unavailable(said.split(': ', 1)[-1] or 'the holder process ended')
   return Network(holder, isolate)
+
+
+def start_or_open(allow_open, whose):
+  """start(); where this machine allows no private network: with
+  `allow_open` (--allow_open_ports), a warning that `whose` processes listen
+  on every interface and the guard alone, else Unavailable."""
+  try:
+    return start()
+  except Unavailable as e:
+    if not allow_open:
+      raise
+    log.warning('warning: this machine allows no private network (%s): %s '
+                'listen on every interface, unauthenticated, as '
+                '--allow_open_ports asks', e, whose)
+    return start(isolate=False)   # the guard alone
 
 
 def join(environ=os.environ):
