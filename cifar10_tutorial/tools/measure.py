@@ -160,6 +160,16 @@ def input_alone(name, args):
           'threads': defaults.INPUT_THREADS, 'time_to_first_batch': first}
 
 
+def _in_this_process(cfg, devices):
+  """settings.for_trainer, with a process per tower (collective) measured
+  as its towers in this one process: a copy of the variables per GPU."""
+  cfg, placement = settings.for_trainer(cfg, devices)
+  if placement is None:
+    cfg, placement = settings.for_trainer(
+        settings.replace(cfg, variable_update='replicated'), devices)
+  return cfg, placement
+
+
 def train(name, args):
   """Training steady state: the trainers' graph and in-graph loop (no
   summary steps), timed after a warm-up."""
@@ -173,10 +183,7 @@ def train(name, args):
       dict(data_dir=args.data_dir, batch_size=args.batch_size,
            num_gpus=towers), **config['flags']))
   devices, cpus = machine.tower_devices(towers, 'auto')
-  cfg, placement = settings.for_trainer(cfg, devices if towers > 1 else None)
-  if placement is None:   # one process here: a copy per GPU
-    cfg, placement = settings.for_trainer(
-        settings.replace(cfg, variable_update='replicated'), devices)
+  cfg, placement = _in_this_process(cfg, devices if towers > 1 else None)
   graph = train_graph.build_graph(cfg, placement)
   config = machine.session_config(cfg, cpus)
 
@@ -259,10 +266,7 @@ def trace(name, args):
   devices, cpus = None, 1
   if run['program'] == 'cifar10_multi_gpu_train':
     devices, cpus = machine.tower_devices(cfg.num_gpus, cfg.tower_device)
-  cfg, placement = settings.for_trainer(cfg, devices)
-  if placement is None:   # one process here: a copy per GPU
-    cfg, placement = settings.for_trainer(
-        settings.replace(cfg, variable_update='replicated'), devices)
+  cfg, placement = _in_this_process(cfg, devices)
   graph = train_graph.build_graph(cfg, placement)
   config = machine.session_config(cfg, cpus)
   summary_fetches = [graph.summary_step.train_op,
